@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Build the harness's local images from tests/images/<name>/ without any container registry.
+#   build-images.sh [name ...]   (default: every directory under tests/images)
+# Each image is tagged datamancy-test/<name>:<hash of its inputs> and datamancy-test/<name>:local.
+# Inputs are the image directory, requirements/images.env and the base image id, so an unchanged
+# image is found by its hash and not rebuilt.
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/../.." && pwd)
+images_dir="$root/tests/images"
+pins="$root/requirements/images.env"
+base_repo="${DATAMANCY_BASE_IMAGE_REPO:-datamancy-test/debian}"
+host_ca="${DATAMANCY_HOST_CA:-/etc/ssl/certs/ca-certificates.crt}"
+
+bash "$root/tests/harness/base-image.sh" >/dev/null
+base_image="$base_repo:bookworm"
+base_id=$(docker image inspect --format '{{.Id}}' "$base_image")
+
+build_args=(--build-arg "BASE_IMAGE=$base_image")
+while IFS='=' read -r key value; do
+  [[ -z "$key" || "$key" == \#* ]] && continue
+  build_args+=(--build-arg "$key=$value")
+done <"$pins"
+
+inputs_hash() {
+  local dir=$1
+  {
+    echo "$base_id"
+    cat "$pins"
+    (cd "$dir" && find . -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum)
+  } | sha256sum | cut -c1-12
+}
+
+build_one() {
+  local name=$1 dir="$images_dir/$1" hash tag ctx start
+  [[ -f "$dir/Dockerfile" ]] || { echo "no image named $name ($dir/Dockerfile missing)" >&2; return 2; }
+  hash=$(inputs_hash "$dir")
+  tag="datamancy-test/$name:$hash"
+  if docker image inspect "$tag" >/dev/null 2>&1; then
+    echo "image $name: $tag present, skipping build"
+  else
+    echo "image $name: building $tag"
+    start=$(date +%s)
+    ctx=$(mktemp -d)
+    cp -a "$dir/." "$ctx/"
+    # pip inside RUN needs the host's CA bundle; Dockerfiles copy it into a build stage only.
+    cp "$host_ca" "$ctx/host-ca.crt"
+    if ! docker build --force-rm --quiet "${build_args[@]}" -t "$tag" "$ctx" >"$ctx.log" 2>&1; then
+      echo "image $name: build failed; last lines of the log:" >&2
+      tail -n 40 "$ctx.log" >&2
+      rm -rf "$ctx" "$ctx.log"
+      return 1
+    fi
+    rm -rf "$ctx" "$ctx.log"
+    echo "image $name: built in $(( $(date +%s) - start )) s"
+  fi
+  docker tag "$tag" "datamancy-test/$name:local"
+}
+
+if [[ $# -eq 0 ]]; then
+  mapfile -t names < <(find "$images_dir" -mindepth 2 -maxdepth 2 -name Dockerfile -printf '%h\n' | xargs -n1 basename | LC_ALL=C sort)
+else
+  names=("$@")
+fi
+for name in "${names[@]}"; do
+  build_one "$name"
+done
