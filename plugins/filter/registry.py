@@ -1,0 +1,160 @@
+# Copyright: datamancy.stack contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The service registry and what is derived from it.
+
+One description of the services (``stack_services``) drives Caddy's vhosts, Authelia's access rules and the audit.
+These filters are the only place that derivation happens, so a UI added to the registry is protected by default:
+a vhost without a ``policy`` gets ``sso``, and only an explicit ``public`` with a written reason skips SSO.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+
+from ansible.errors import AnsibleFilterError
+
+MODES = ("bootstrap", "full")
+POLICIES = ("sso", "sso_admins", "api", "public")
+FORWARD_AUTH_POLICIES = ("sso", "sso_admins")
+KNOWN_NETWORKS = ("frontend", "backend", "database")
+_UPSTREAM = re.compile(r"^[a-z0-9][a-z0-9_.-]*:[0-9]{1,5}$")
+_HOST_LABELS = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)(\.(?!-)[a-z0-9-]{1,63}(?<!-))*$")
+
+
+def _allowlist_entries(value):
+    if value is None:
+        return []
+    return value.split() if isinstance(value, str) else [str(entry) for entry in value]
+
+
+def _valid_cidr(entry):
+    try:
+        ipaddress.ip_network(entry, strict=True)
+    except ValueError:
+        return False
+    return True
+
+
+def registry_errors(services, ingress="caddy"):
+    """Every rule the registry must satisfy, as a list of human-readable errors (empty when valid)."""
+    errors = []
+    if not isinstance(services, dict) or not services:
+        return ["stack_services must be a non-empty mapping of service name to description"]
+    ingress_networks = set(services.get(ingress, {}).get("networks", []))
+    if not ingress_networks:
+        errors.append(f"the ingress service '{ingress}' must be in the registry with its networks")
+    seen_hosts = {}
+    for name, service in services.items():
+        where = f"service '{name}'"
+        if not isinstance(service, dict):
+            errors.append(f"{where}: description must be a mapping")
+            continue
+        if service.get("mode", "full") not in MODES:
+            errors.append(f"{where}: mode must be one of {', '.join(MODES)}, got '{service.get('mode')}'")
+        networks = service.get("networks", [])
+        unknown = sorted(set(networks) - set(KNOWN_NETWORKS))
+        if unknown:
+            errors.append(f"{where}: unknown network(s) {', '.join(unknown)}")
+        vhosts = service.get("vhosts", [])
+        if vhosts and not set(networks) & ingress_networks and name != ingress:
+            errors.append(
+                f"{where}: has vhosts but shares no network with '{ingress}' "
+                f"({', '.join(sorted(ingress_networks))}), so the ingress could not reach it"
+            )
+        for vhost in vhosts:
+            host = str(vhost.get("host", ""))
+            vwhere = f"{where} vhost '{host}'"
+            if not _HOST_LABELS.match(host):
+                errors.append(f"{vwhere}: host must be DNS label(s) relative to the domain, e.g. 'open-webui'")
+            elif host in seen_hosts:
+                errors.append(f"{vwhere}: host already used by service '{seen_hosts[host]}'")
+            else:
+                seen_hosts[host] = name
+            if not _UPSTREAM.match(str(vhost.get("upstream", ""))):
+                errors.append(f"{vwhere}: upstream must be '<container>:<port>', got '{vhost.get('upstream')}'")
+            policy = vhost.get("policy", "sso")
+            if policy not in POLICIES:
+                errors.append(f"{vwhere}: policy must be one of {', '.join(POLICIES)}, got '{policy}'")
+            if policy == "public" and not str(vhost.get("public_reason", "")).strip():
+                errors.append(f"{vwhere}: policy 'public' needs a public_reason saying why it may skip SSO")
+            if policy == "api":
+                entries = _allowlist_entries(vhost.get("allowlist"))
+                if not entries:
+                    errors.append(f"{vwhere}: policy 'api' needs an allowlist of CIDRs")
+                bad = [entry for entry in entries if not _valid_cidr(entry)]
+                if bad:
+                    errors.append(f"{vwhere}: invalid CIDR(s) in allowlist: {', '.join(bad)}")
+    return errors
+
+
+def registry_active(services, mode):
+    """The enabled services that run in ``mode``: bootstrap services run in both modes, full ones only in full."""
+    if mode not in MODES:
+        raise AnsibleFilterError(f"stack mode must be one of {', '.join(MODES)}, got '{mode}'")
+    active = {}
+    for name, service in services.items():
+        if not service.get("enabled", True):
+            continue
+        if mode == "full" or service.get("mode", "full") == "bootstrap":
+            active[name] = service
+    return active
+
+
+def registry_vhosts(services, domain):
+    """One entry per vhost with its FQDN and effective policy, sorted by FQDN for stable output."""
+    vhosts = []
+    for name, service in services.items():
+        for vhost in service.get("vhosts", []):
+            policy = vhost.get("policy", "sso")
+            vhosts.append(
+                {
+                    "service": name,
+                    "host": vhost["host"],
+                    "fqdn": f"{vhost['host']}.{domain}",
+                    "upstream": vhost["upstream"],
+                    "policy": policy,
+                    "forward_auth": policy in FORWARD_AUTH_POLICIES,
+                    "allowlist": _allowlist_entries(vhost.get("allowlist")),
+                    "mtls": bool(vhost.get("mtls", False)),
+                    "public_reason": vhost.get("public_reason", ""),
+                }
+            )
+    return sorted(vhosts, key=lambda item: item["fqdn"])
+
+
+def authelia_access_rules(vhosts, admin_group="admins", user_groups=("admins", "users"), admins_two_factor=True):
+    """Authelia access_control rules for the forward-auth vhosts; anything not matched falls to default deny.
+
+    Authelia takes the first matching rule, so the admin rule comes first: with ``admins_two_factor`` an admin
+    always needs TOTP, even on a vhost that lets ordinary users in with one factor.
+    """
+    protected = [v["fqdn"] for v in vhosts if v["forward_auth"]]
+    for_users = [v["fqdn"] for v in vhosts if v["policy"] == "sso"]
+    rules = []
+    if protected:
+        rules.append(
+            {
+                "domain": protected,
+                "subject": [f"group:{admin_group}"],
+                "policy": "two_factor" if admins_two_factor else "one_factor",
+            }
+        )
+    other_groups = [g for g in user_groups if g != admin_group]
+    if for_users and other_groups:
+        rules.append(
+            {"domain": for_users, "subject": [f"group:{g}" for g in other_groups], "policy": "one_factor"}
+        )
+    return rules
+
+
+class FilterModule:
+    """Ansible filter plugin entry point."""
+
+    def filters(self):
+        return {
+            "registry_errors": registry_errors,
+            "registry_active": registry_active,
+            "registry_vhosts": registry_vhosts,
+            "authelia_access_rules": authelia_access_rules,
+        }

@@ -1,0 +1,126 @@
+from __future__ import annotations
+
+import copy
+
+import pytest
+from ansible.errors import AnsibleFilterError
+
+from ansible_collections.datamancy.stack.plugins.filter.registry import (
+    authelia_access_rules,
+    registry_active,
+    registry_errors,
+    registry_vhosts,
+)
+
+REGISTRY = {
+    "caddy": {"mode": "bootstrap", "networks": ["frontend"]},
+    "authelia": {
+        "mode": "bootstrap",
+        "networks": ["frontend", "backend"],
+        "vhosts": [{"host": "auth", "upstream": "authelia:9091", "policy": "public", "public_reason": "portal"}],
+    },
+    "lam": {
+        "mode": "bootstrap",
+        "networks": ["frontend", "backend"],
+        "vhosts": [{"host": "lam", "upstream": "lam:80", "policy": "sso_admins"}],
+    },
+    "open-webui": {
+        "mode": "full",
+        "networks": ["frontend", "backend"],
+        "vhosts": [{"host": "open-webui", "upstream": "open-webui:8080"}],
+    },
+    "litellm": {
+        "mode": "full",
+        "networks": ["frontend", "backend"],
+        "vhosts": [
+            {"host": "litellm", "upstream": "litellm:4000"},
+            {"host": "api.litellm", "upstream": "litellm:4000", "policy": "api", "allowlist": "10.0.0.0/8 ::1"},
+        ],
+    },
+    "qdrant": {"mode": "full", "networks": ["database"]},
+    "disabled": {"mode": "bootstrap", "enabled": False, "networks": ["backend"]},
+}
+
+
+def test_the_sample_registry_is_valid():
+    assert registry_errors(REGISTRY) == []
+
+
+def test_bootstrap_mode_keeps_only_enabled_core_services():
+    assert sorted(registry_active(REGISTRY, "bootstrap")) == ["authelia", "caddy", "lam"]
+
+
+def test_full_mode_adds_full_services_but_not_disabled_ones():
+    assert sorted(registry_active(REGISTRY, "full")) == ["authelia", "caddy", "lam", "litellm", "open-webui", "qdrant"]
+
+
+def test_unknown_mode_is_an_error():
+    with pytest.raises(AnsibleFilterError, match="bootstrap, full"):
+        registry_active(REGISTRY, "everything")
+
+
+def test_a_vhost_without_policy_is_sso_protected_by_default():
+    vhosts = {v["fqdn"]: v for v in registry_vhosts(REGISTRY, "example.test")}
+    assert vhosts["open-webui.example.test"]["policy"] == "sso"
+    assert vhosts["open-webui.example.test"]["forward_auth"] is True
+    assert vhosts["auth.example.test"]["forward_auth"] is False
+    assert vhosts["api.litellm.example.test"]["forward_auth"] is False
+    assert vhosts["api.litellm.example.test"]["allowlist"] == ["10.0.0.0/8", "::1"]
+
+
+def test_vhosts_are_sorted_and_complete():
+    fqdns = [v["fqdn"] for v in registry_vhosts(REGISTRY, "example.test")]
+    assert fqdns == sorted(fqdns)
+    assert len(fqdns) == 5
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda r: r["lam"]["vhosts"][0].update(policy="public"), "needs a public_reason"),
+        (lambda r: r["lam"]["vhosts"][0].update(policy="open"), "policy must be one of"),
+        (lambda r: r["lam"]["vhosts"][0].update(upstream="lam"), "upstream must be"),
+        (lambda r: r["lam"]["vhosts"][0].update(host="auth"), "already used by service 'authelia'"),
+        (lambda r: r["lam"]["vhosts"][0].update(host="Bad_Host"), "host must be DNS label"),
+        (lambda r: r["lam"].update(networks=["backend"]), "shares no network with 'caddy'"),
+        (lambda r: r["lam"].update(networks=["frontend", "dmz"]), "unknown network(s) dmz"),
+        (lambda r: r["lam"].update(mode="later"), "mode must be one of"),
+        (lambda r: r["litellm"]["vhosts"][1].update(allowlist="10.0.0.0/8 300.1.1.1/32"), "invalid CIDR(s)"),
+        (lambda r: r["litellm"]["vhosts"][1].pop("allowlist"), "needs an allowlist"),
+        (lambda r: r.pop("caddy"), "ingress service 'caddy' must be in the registry"),
+    ],
+)
+def test_registry_errors_name_the_problem(change, message):
+    registry = copy.deepcopy(REGISTRY)
+    change(registry)
+    errors = registry_errors(registry)
+    assert any(message in error for error in errors), errors
+
+
+def test_empty_registry_is_an_error():
+    assert registry_errors({}) and registry_errors(None)
+
+
+def test_access_rules_require_two_factor_for_admins_first_and_deny_the_rest():
+    vhosts = registry_vhosts(registry_active(REGISTRY, "full"), "example.test")
+    rules = authelia_access_rules(vhosts, "admins", ["admins", "users"], True)
+    assert rules[0] == {
+        "domain": ["lam.example.test", "litellm.example.test", "open-webui.example.test"],
+        "subject": ["group:admins"],
+        "policy": "two_factor",
+    }
+    # Users reach the sso vhosts with one factor, and nothing admin-only (default deny covers lam).
+    assert rules[1] == {
+        "domain": ["litellm.example.test", "open-webui.example.test"],
+        "subject": ["group:users"],
+        "policy": "one_factor",
+    }
+    assert len(rules) == 2
+    every_domain = {d for rule in rules for d in rule["domain"]}
+    assert "auth.example.test" not in every_domain and "api.litellm.example.test" not in every_domain
+
+
+def test_access_rules_with_one_factor_admins():
+    vhosts = registry_vhosts(registry_active(REGISTRY, "bootstrap"), "example.test")
+    rules = authelia_access_rules(vhosts, "admins", ["admins", "users"], False)
+    assert rules == [{"domain": ["lam.example.test"], "subject": ["group:admins"], "policy": "one_factor"}]
