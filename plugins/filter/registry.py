@@ -123,6 +123,16 @@ def registry_vhosts(services, domain):
     return sorted(vhosts, key=lambda item: item["fqdn"])
 
 
+def registry_networks(services, service, prefix=""):
+    """The docker networks of ``service`` as community.docker expects them: the service's name is its DNS alias on
+    each, so upstreams stay ``<service>:<port>`` whatever prefix the network names carry."""
+    try:
+        networks = services[service]["networks"]
+    except KeyError:
+        raise AnsibleFilterError(f"service '{service}' is not in the registry (or has no networks)") from None
+    return [{"name": f"{prefix}{network}", "aliases": [service]} for network in networks]
+
+
 def authelia_access_rules(vhosts, admin_group="admins", user_groups=("admins", "users"), admins_two_factor=True):
     """Authelia access_control rules for the forward-auth vhosts; anything not matched falls to default deny.
 
@@ -156,5 +166,6 @@ class FilterModule:
             "registry_errors": registry_errors,
             "registry_active": registry_active,
             "registry_vhosts": registry_vhosts,
+            "registry_networks": registry_networks,
             "authelia_access_rules": authelia_access_rules,
         }

@@ -9,6 +9,7 @@ from ansible_collections.datamancy.stack.plugins.filter.registry import (
     authelia_access_rules,
     registry_active,
     registry_errors,
+    registry_networks,
     registry_vhosts,
 )
 
@@ -124,3 +125,15 @@ def test_access_rules_with_one_factor_admins():
     vhosts = registry_vhosts(registry_active(REGISTRY, "bootstrap"), "example.test")
     rules = authelia_access_rules(vhosts, "admins", ["admins", "users"], False)
     assert rules == [{"domain": ["lam.example.test"], "subject": ["group:admins"], "policy": "one_factor"}]
+
+
+def test_networks_carry_the_prefix_and_the_service_alias():
+    assert registry_networks(REGISTRY, "lam", "t-") == [
+        {"name": "t-frontend", "aliases": ["lam"]},
+        {"name": "t-backend", "aliases": ["lam"]},
+    ]
+
+
+def test_networks_of_an_unknown_service_is_an_error():
+    with pytest.raises(AnsibleFilterError, match="'nope' is not in the registry"):
+        registry_networks(REGISTRY, "nope")
