@@ -133,6 +133,37 @@ def registry_networks(services, service, prefix=""):
     return [{"name": f"{prefix}{network}", "aliases": [service]} for network in networks]
 
 
+def registry_oidc_clients(services, domain):
+    """Authelia OIDC clients declared by services (an ``oidc`` mapping with ``client_id`` and ``redirect_path``).
+
+    Each client's plaintext secret and its digest are secret-store entries named after the client, so the hash
+    Authelia stores is always derived from the plaintext the application gets.
+    """
+    clients = []
+    for name, service in services.items():
+        oidc = service.get("oidc")
+        if not oidc:
+            continue
+        client_id = oidc.get("client_id", name)
+        host = oidc.get("host") or service.get("vhosts", [{}])[0].get("host")
+        if not host or not oidc.get("redirect_path"):
+            raise AnsibleFilterError(f"service '{name}': oidc needs redirect_path and a vhost (or oidc.host)")
+        safe = re.sub(r"[^A-Za-z0-9_]", "_", client_id)
+        clients.append(
+            {
+                "service": name,
+                "client_id": client_id,
+                "client_name": oidc.get("client_name", name),
+                "redirect_uris": [f"https://{host}.{domain}{oidc['redirect_path']}"],
+                "scopes": oidc.get("scopes", ["openid", "profile", "email", "groups"]),
+                "authorization_policy": oidc.get("authorization_policy", "one_factor"),
+                "secret_name": f"oidc_{safe}_client_secret",
+                "digest_name": f"oidc_{safe}_client_secret_digest",
+            }
+        )
+    return sorted(clients, key=lambda client: client["client_id"])
+
+
 def authelia_access_rules(vhosts, admin_group="admins", user_groups=("admins", "users"), admins_two_factor=True):
     """Authelia access_control rules for the forward-auth vhosts; anything not matched falls to default deny.
 
@@ -167,5 +198,6 @@ class FilterModule:
             "registry_active": registry_active,
             "registry_vhosts": registry_vhosts,
             "registry_networks": registry_networks,
+            "registry_oidc_clients": registry_oidc_clients,
             "authelia_access_rules": authelia_access_rules,
         }

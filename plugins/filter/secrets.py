@@ -29,8 +29,21 @@ def secret_specs(catalogue, names):
     return [dict(catalogue[name], name=name) for name in ordered]
 
 
+def oidc_client_secret_specs(clients, length=64):
+    """For each OIDC client: the plaintext the application gets and the pbkdf2-sha512 digest Authelia stores,
+    derived from it so the two can never disagree."""
+    specs = []
+    for client in clients:
+        specs.append({"name": client["secret_name"], "kind": "password", "length": length})
+        specs.append(
+            {"name": client["digest_name"], "kind": "digest", "derive_from": client["secret_name"],
+             "scheme": "pbkdf2_sha512"}
+        )
+    return specs
+
+
 class FilterModule:
     """Ansible filter plugin entry point."""
 
     def filters(self):
-        return {"secret_specs": secret_specs}
+        return {"secret_specs": secret_specs, "oidc_client_secret_specs": oidc_client_secret_specs}

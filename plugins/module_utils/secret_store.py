@@ -29,7 +29,7 @@ import time
 from ansible_collections.datamancy.stack.plugins.module_utils.fileutil import (
     FileError, atomic_write, format_mode, lstat_or_none, validate_abs_path,
 )
-from ansible_collections.datamancy.stack.plugins.module_utils.generators import validate_name
+from ansible_collections.datamancy.stack.plugins.module_utils.generators import SpecError, validate_name
 
 DIR_MODE = 0o700
 FILE_MODE = 0o600
@@ -92,11 +92,11 @@ class SecretStore(object):
         if st is None:
             if self.check_mode:
                 return True
-            old_umask = os.umask(0o077)
-            try:
-                os.makedirs(self.path, DIR_MODE)
-            finally:
-                os.umask(old_umask)
+            # Parents get the usual mode (they may hold other, non-secret things); only the store is 0700.
+            parent = os.path.dirname(self.path)
+            if not os.path.isdir(parent):
+                os.makedirs(parent, 0o755)
+            os.mkdir(self.path, DIR_MODE)
             os.chmod(self.path, DIR_MODE)
             return True
         if stat.S_IMODE(st.st_mode) != DIR_MODE:
@@ -112,7 +112,7 @@ class SecretStore(object):
     def lock(self, exclusive=True, timeout=60.0):
         """flock() the store's lock file so concurrent runs serialise. In check mode nothing is created."""
         lock_path = os.path.join(self.path, LOCK_NAME)
-        if not os.path.isdir(self.path):
+        if self._lock_fd is not None or not os.path.isdir(self.path):
             return
         if self.check_mode or not exclusive:
             if not os.path.exists(lock_path):
@@ -171,6 +171,20 @@ class SecretStore(object):
         except UnicodeDecodeError:
             raise StoreError('%s is not UTF-8 text' % path)
 
+    def list_names(self):
+        """Names of the values in the store (files without a suffix, skipping dot files)."""
+        if not os.path.isdir(self.path):
+            return []
+        names = []
+        for entry in sorted(os.listdir(self.path)):
+            if entry.startswith('.') or entry.endswith(META_SUFFIX) or entry.endswith(PUB_SUFFIX):
+                continue
+            try:
+                names.append(validate_name(entry))
+            except SpecError:
+                continue  # not ours (a name this module could not have written); leave it alone
+        return names
+
     def exists(self, name):
         return os.path.lexists(self.file_path(name))
 
@@ -222,21 +236,24 @@ class SecretStore(object):
             if os.path.lexists(item['path']) and not os.path.islink(item['path']):
                 os.chmod(item['path'], int(item['after'], 8))
 
-    def fingerprint_key(self, create):
-        """The HMAC key for source fingerprints; created on first need (None when absent and not creating)."""
+    def fingerprint_key(self):
+        """The HMAC key for source fingerprints, or None when the store has none yet."""
         path = os.path.join(self.path, KEY_NAME)
         st = lstat_or_none(path)
-        if st is not None:
-            if not stat.S_ISREG(st.st_mode) or st.st_uid != self.uid:
-                raise StoreError('%s must be a regular file owned by uid %d' % (path, self.uid))
-            with open(path, 'rb') as handle:
-                key = handle.read()
-            if len(key) < 32:
-                raise StoreError('%s is truncated' % path)
-            return key
-        if not create:
+        if st is None:
             return None
-        key = secrets.token_bytes(32)
-        if not self.check_mode:
-            atomic_write(path, key, FILE_MODE)
+        if not stat.S_ISREG(st.st_mode) or st.st_uid != self.uid:
+            raise StoreError('%s must be a regular file owned by uid %d' % (path, self.uid))
+        with open(path, 'rb') as handle:
+            key = handle.read()
+        if len(key) < 32:
+            raise StoreError('%s is truncated' % path)
         return key
+
+    def write_fingerprint_key(self, key):
+        if not self.check_mode:
+            atomic_write(os.path.join(self.path, KEY_NAME), key, FILE_MODE)
+
+
+def new_fingerprint_key():
+    return secrets.token_bytes(32)

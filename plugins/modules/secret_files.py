@@ -56,11 +56,16 @@ options:
     description: Mode of I(dest).
     type: str
     default: '0500'
+  names:
+    description: Secrets copied under their own names; shorthand for I(files) entries that set only C(secret).
+    type: list
+    elements: str
+    default: []
   files:
-    description: The secrets to copy.
+    description: The secrets to copy, with per-file options. I(names) and I(files) together list every file.
     type: list
     elements: dict
-    required: true
+    default: []
     suboptions:
       secret:
         description: Name of the secret in the store.
@@ -95,9 +100,10 @@ EXAMPLES = r'''
     dest: /opt/datamancy/authelia/secrets
     owner: "8000"
     group: "8000"
+    names:
+      - authelia_jwt_secret
+      - authelia_session_secret
     files:
-      - secret: authelia_jwt_secret
-      - secret: authelia_session_secret
       - secret: redis_password
         filename: session_redis_password
 
@@ -162,8 +168,12 @@ def plan(params):
     store = SecretStore(params['store'], check_mode=True)
     if not store.inspect():
         raise StoreError('secret store %s does not exist; create the secrets first' % store.path)
+    entries = [dict(secret=name, filename=None, public=False, format='{value}') for name in params['names']]
+    entries += params['files']
+    if not entries:
+        raise FileError('list at least one secret in names or files')
     values = {}
-    for entry in params['files']:
+    for entry in entries:
         filename = entry.get('filename') or entry['secret'] + ('.pub' if entry['public'] else '')
         if '/' in filename or filename in ('.', '..'):
             raise FileError('filename %r must be a plain file name' % filename)
@@ -187,7 +197,8 @@ def main():
             group=dict(type='str', default='0'),
             mode=dict(type='str', default='0400'),
             dir_mode=dict(type='str', default='0500'),
-            files=dict(type='list', elements='dict', required=True, options=dict(
+            names=dict(type='list', elements='str', default=[], no_log=False),
+            files=dict(type='list', elements='dict', default=[], options=dict(
                 secret=dict(type='str', required=True, no_log=False),
                 filename=dict(type='str'),
                 public=dict(type='bool', default=False),

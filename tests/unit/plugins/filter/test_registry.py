@@ -10,6 +10,7 @@ from ansible_collections.datamancy.stack.plugins.filter.registry import (
     registry_active,
     registry_errors,
     registry_networks,
+    registry_oidc_clients,
     registry_vhosts,
 )
 
@@ -137,3 +138,20 @@ def test_networks_carry_the_prefix_and_the_service_alias():
 def test_networks_of_an_unknown_service_is_an_error():
     with pytest.raises(AnsibleFilterError, match="'nope' is not in the registry"):
         registry_networks(REGISTRY, "nope")
+
+
+def test_oidc_clients_get_absolute_redirects_and_derived_secret_names():
+    registry = copy.deepcopy(REGISTRY)
+    registry["open-webui"]["oidc"] = {"client_id": "open-webui", "redirect_path": "/oauth/oidc/callback"}
+    (client,) = registry_oidc_clients(registry, "example.test")
+    assert client["redirect_uris"] == ["https://open-webui.example.test/oauth/oidc/callback"]
+    assert client["secret_name"] == "oidc_open_webui_client_secret"
+    assert client["digest_name"] == "oidc_open_webui_client_secret_digest"
+    assert client["scopes"] == ["openid", "profile", "email", "groups"]
+
+
+def test_oidc_client_without_redirect_is_an_error():
+    registry = copy.deepcopy(REGISTRY)
+    registry["open-webui"]["oidc"] = {"client_id": "open-webui"}
+    with pytest.raises(AnsibleFilterError, match="needs redirect_path"):
+        registry_oidc_clients(registry, "example.test")

@@ -30,3 +30,13 @@ def test_unknown_names_are_an_error():
 def test_a_digest_of_an_unknown_source_is_an_error():
     with pytest.raises(AnsibleFilterError, match="derives from 'missing'"):
         secret_specs(CATALOGUE, ["orphan"])
+
+
+def test_oidc_client_specs_derive_the_digest_from_the_plaintext():
+    from ansible_collections.datamancy.stack.plugins.filter.secrets import oidc_client_secret_specs
+
+    specs = oidc_client_secret_specs([{"secret_name": "oidc_a_client_secret", "digest_name": "oidc_a_digest"}])
+    assert specs == [
+        {"name": "oidc_a_client_secret", "kind": "password", "length": 64},
+        {"name": "oidc_a_digest", "kind": "digest", "derive_from": "oidc_a_client_secret", "scheme": "pbkdf2_sha512"},
+    ]
