@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-for collections_dir in (REPO_ROOT / "collections", REPO_ROOT / ".cache" / "collections"):
+# tests/lib holds helpers the integration suites share (stacklib).
+for collections_dir in (REPO_ROOT / "collections", REPO_ROOT / ".cache" / "collections", REPO_ROOT / "tests" / "lib"):
     if str(collections_dir) not in sys.path:
         sys.path.insert(0, str(collections_dir))

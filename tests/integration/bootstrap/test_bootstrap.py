@@ -1,0 +1,178 @@
+"""Bootstrap mode, deployed for real and checked from outside like a user would: every vhost of the registry is
+behind Authelia (LDAP users, TOTP for admins), identity headers cannot be forged, the networks are segregated and
+a second run changes nothing."""
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import re
+import struct
+import time
+from pathlib import Path
+
+import pytest
+import requests
+import yaml
+
+from stacklib import StackDeployment, json_or_none, resolve_to_loopback
+
+HERE = Path(__file__).resolve().parent
+BROWSER = {"Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}
+API_CLIENT = {"Accept": "application/json", "X-Requested-With": "XMLHttpRequest"}
+
+
+def totp(base32_secret: str, at: float | None = None) -> str:
+    """RFC 6238 code (SHA-1, 30 s, 6 digits), as an authenticator app computes it."""
+    key = base64.b32decode(base32_secret.upper() + "=" * (-len(base32_secret) % 8))
+    counter = struct.pack(">Q", int((at or time.time()) // 30))
+    digest = hmac.new(key, counter, hashlib.sha1).digest()
+    offset = digest[-1] & 0x0F
+    return f"{(struct.unpack('>I', digest[offset:offset + 4])[0] & 0x7FFFFFFF) % 1_000_000:06d}"
+
+
+@pytest.fixture(scope="module")
+def stack():
+    deployment = StackDeployment(extra_vars=yaml.safe_load((HERE / "vars.yml").read_text()))
+    first = deployment.playbook("tests/integration/bootstrap/converge.yml")
+    try:
+        assert first.returncode == 0, first.output[-6000:]
+        deployment.first_run = first
+        with resolve_to_loopback(deployment.domain):
+            yield deployment
+    finally:
+        deployment.destroy()
+
+
+def login(stack: StackDeployment, user: str, target: str) -> requests.Session:
+    """First factor through Authelia's API with the user's generated initial password."""
+    session = stack.session()
+    response = session.post(stack.url("auth", "/api/firstfactor"), json={
+        "username": user, "password": stack.read_secret(f"ldap_user_{user}_password"),
+        "keepMeLoggedIn": False, "targetURL": target})
+    assert response.status_code == 200, response.text
+    assert json_or_none(response)["status"] == "OK"
+    return session
+
+
+def register_and_pass_totp(stack: StackDeployment, session: requests.Session, target: str) -> None:
+    """Register a TOTP device the way the portal does (identity check by e-mail, read from the filesystem
+    notifier), then pass the second factor with a code computed from the returned secret."""
+    notifications = stack.base_dir / "authelia" / "data" / "notification.txt"
+    response = session.post(stack.url("auth", "/api/secondfactor/totp/identity/start"), json={})
+    assert response.status_code == 200, response.text
+    token = re.findall(r"token=([A-Za-z0-9._\-]+)", notifications.read_text())[-1]
+    response = session.post(stack.url("auth", "/api/secondfactor/totp/identity/finish"), json={"token": token})
+    assert response.status_code == 200, response.text
+    secret = response.json()["data"]["base32_secret"]
+    response = session.post(stack.url("auth", "/api/secondfactor/totp"),
+                            json={"token": totp(secret), "targetURL": target})
+    assert response.status_code == 200, response.text
+
+
+def test_without_a_session_every_protected_vhost_redirects_browsers_to_the_portal(stack):
+    for host in ("whoami", "lam"):
+        response = stack.session().get(stack.url(host), headers=BROWSER, allow_redirects=False)
+        assert response.status_code == 302, (host, response.status_code)
+        assert response.headers["Location"].startswith(f"https://auth.{stack.domain}/"), response.headers
+
+
+def test_without_a_session_non_browser_clients_get_401(stack):
+    for host in ("whoami", "lam"):
+        response = stack.session().get(stack.url(host), headers=API_CLIENT, allow_redirects=False)
+        assert response.status_code == 401, (host, response.status_code)
+
+
+def test_a_forged_identity_without_a_session_never_reaches_the_upstream(stack):
+    response = stack.session().get(stack.url("whoami"), headers={**API_CLIENT, "Remote-User": "alice",
+                                                                  "Remote-Groups": "admins"},
+                                   allow_redirects=False)
+    assert response.status_code == 401
+    assert "headers" not in (json_or_none(response) or {})
+
+
+def test_a_user_reaches_an_sso_vhost_and_the_upstream_sees_authelias_identity(stack):
+    target = stack.url("whoami")
+    session = login(stack, "bob", target)
+    response = session.get(target, headers={"Remote-User": "mallory", "Remote-Groups": "admins",
+                                            "Remote-Email": "mallory@evil.test"})
+    assert response.status_code == 200, response.text
+    seen = response.json()["headers"]
+    assert seen["Remote-User"] == "bob"
+    assert seen["Remote-Groups"] == "users"
+    assert seen["Remote-Email"] == "bob@example.test"
+    assert "mallory" not in response.text and "admins" not in response.text
+
+
+def test_a_non_admin_is_refused_on_an_admin_only_vhost(stack):
+    session = login(stack, "bob", stack.url("lam"))
+    response = session.get(stack.url("lam", "/lam/"), headers=BROWSER, allow_redirects=False)
+    assert response.status_code == 403
+
+
+def test_an_admin_needs_totp_then_reaches_admin_and_user_vhosts(stack):
+    target = stack.url("lam", "/lam/")
+    session = login(stack, "alice", target)
+    # One factor is not enough for an admin.
+    assert session.get(target, headers=API_CLIENT, allow_redirects=False).status_code == 401
+    register_and_pass_totp(stack, session, target)
+    response = session.get(target, allow_redirects=False)
+    assert response.status_code == 200
+    assert "LDAP Account Manager" in response.text
+    seen = session.get(stack.url("whoami")).json()["headers"]
+    assert seen["Remote-User"] == "alice"
+    assert set(seen["Remote-Groups"].split(",")) == {"admins", "users"}
+
+
+def test_a_wrong_password_is_refused(stack):
+    response = stack.session().post(stack.url("auth", "/api/firstfactor"), json={
+        "username": "bob", "password": "not-the-password", "keepMeLoggedIn": False})
+    assert response.status_code == 401
+
+
+def test_an_unknown_hostname_is_refused(stack):
+    with pytest.raises(requests.exceptions.SSLError):
+        stack.session().get(stack.url("nothing-here"))
+    with pytest.raises(requests.exceptions.ConnectionError):
+        requests.get(f"http://nothing-here.{stack.domain}:{stack.http_port}/", timeout=10)
+
+
+def test_only_caddy_publishes_ports(stack):
+    publishing = {c.name for c in stack.containers() if c.attrs["HostConfig"].get("PortBindings")}
+    assert publishing == {f"{stack.prefix}caddy"}
+    assert len(stack.containers()) >= 6
+
+
+def test_the_database_network_is_internal_without_a_route_out(stack):
+    network = stack.docker.networks.get(stack.network("database"))
+    assert network.attrs["Internal"] is True
+    code, output = stack.probe("database", (
+        "routes = open('/proc/net/route').read().splitlines()[1:]\n"
+        "print('default' if any(r.split()[1] == '00000000' for r in routes) else 'no-default')"))
+    assert code == 0 and output.strip() == "no-default"
+
+
+def test_ldap_and_redis_are_not_reachable_from_the_frontend_network(stack):
+    targets = [("openldap", 389), ("redis", 6379)]
+    targets += [(stack.container(name).attrs["NetworkSettings"]["Networks"][stack.network("backend")]["IPAddress"],
+                 port) for name, port in targets]
+    code, output = stack.probe("frontend", (
+        "import socket\n"
+        f"for host, port in {targets!r}:\n"
+        "    try:\n"
+        "        socket.create_connection((host, port), timeout=3).close(); print('reached', host)\n"
+        "    except OSError as error: print('refused', host, type(error).__name__)\n"))
+    assert code == 0
+    assert "reached" not in output and output.count("refused") == 4, output
+
+
+def test_a_second_run_changes_nothing(stack):
+    secrets_before = stack.store_snapshot()
+    ldap_before = stack.exec("openldap", ["ldapsearch", "-Q", "-LLL", "-Y", "EXTERNAL", "-H", "ldapi:///",
+                                          "-b", "dc=stack,dc=local", "*", "modifyTimestamp"])
+    second = stack.playbook("tests/integration/bootstrap/converge.yml")
+    assert second.returncode == 0, second.output[-4000:]
+    assert second.changed == 0, second.changed_tasks()
+    assert stack.store_snapshot() == secrets_before
+    assert stack.exec("openldap", ["ldapsearch", "-Q", "-LLL", "-Y", "EXTERNAL", "-H", "ldapi:///",
+                                   "-b", "dc=stack,dc=local", "*", "modifyTimestamp"]) == ldap_before

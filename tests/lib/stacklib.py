@@ -1,0 +1,192 @@
+"""Deploy the collection's playbooks onto this machine's engine, isolated from anything else running there,
+and talk to the result the way a user's browser or client would.
+
+A ``StackDeployment`` gets its own container, network and volume prefix, its own host ports, base and secret
+directories, so a test run never touches a real deployment on the same host; ``destroy`` removes exactly what it
+created.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import tempfile
+import uuid
+from pathlib import Path
+
+import docker
+import requests
+import urllib3
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+ANSIBLE_PLAYBOOK = str(REPO_ROOT / ".venv" / "bin" / "ansible-playbook")
+RECAP = re.compile(r"^(\S+)\s*:\s*ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.MULTILINE)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class PlaybookRun:
+    def __init__(self, completed: subprocess.CompletedProcess):
+        self.returncode = completed.returncode
+        self.output = completed.stdout
+        self.recap = {m.group(1): {"ok": int(m.group(2)), "changed": int(m.group(3)),
+                                   "unreachable": int(m.group(4)), "failed": int(m.group(5))}
+                      for m in RECAP.finditer(self.output)}
+
+    @property
+    def changed(self) -> int:
+        return sum(host["changed"] for host in self.recap.values())
+
+    def changed_tasks(self) -> list[str]:
+        """Names of tasks that reported a change, for a readable idempotence failure."""
+        names, current = [], None
+        for line in self.output.splitlines():
+            if line.startswith("TASK ["):
+                current = line[6:line.rfind("]")]
+            elif line.startswith("changed:") and current:
+                names.append(current)
+        return names
+
+
+class StackDeployment:
+    def __init__(self, domain: str = "example.test", extra_vars: dict | None = None):
+        self.run_id = uuid.uuid4().hex[:6]
+        self.prefix = f"dmt{self.run_id}-"
+        self.domain = domain
+        self.workdir = Path(tempfile.mkdtemp(prefix=f"datamancy-{self.run_id}-"))
+        self.base_dir = self.workdir / "base"
+        self.secrets_dir = self.workdir / "secrets"
+        self.http_port = free_port()
+        self.https_port = free_port()
+        self.vars = {
+            "stack_domain": domain,
+            "stack_container_prefix": self.prefix,
+            "stack_network_prefix": self.prefix,
+            "stack_volume_prefix": self.prefix.replace("-", "_"),
+            "stack_base_dir": str(self.base_dir),
+            "stack_secrets_dir": str(self.secrets_dir),
+            "stack_http_port": self.http_port,
+            "stack_https_port": self.https_port,
+            "stack_bind_address": "127.0.0.1",
+        }
+        self.vars.update(extra_vars or {})
+        self.vars_file = self.workdir / "vars.yml"
+        self.docker = docker.from_env(timeout=120)
+
+    def write_vars(self, **overrides) -> Path:
+        data = dict(self.vars, **overrides)
+        self.vars_file.write_text(yaml.safe_dump(data))
+        return self.vars_file
+
+    def playbook(self, playbook: str, *args: str, timeout: int = 1200, **overrides) -> PlaybookRun:
+        vars_file = self.write_vars(**overrides)
+        command = [ANSIBLE_PLAYBOOK, "-i", "inventories/local/hosts.yml", playbook, "-e", f"@{vars_file}", *args]
+        env = dict(os.environ, ANSIBLE_FORCE_COLOR="0", ANSIBLE_NOCOLOR="1")
+        completed = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True,
+                                   timeout=timeout, check=False)
+        completed.stdout += completed.stderr
+        return PlaybookRun(completed)
+
+    # --- what the deployment made --------------------------------------------------------------------------
+
+    def containers(self):
+        return [c for c in self.docker.containers.list(all=True) if c.name.startswith(self.prefix)]
+
+    def container(self, service: str):
+        return self.docker.containers.get(f"{self.prefix}{service}")
+
+    def network(self, name: str) -> str:
+        return f"{self.prefix}{name}"
+
+    def read_secret(self, name: str) -> str:
+        """A value from the deployment's secret store (tests run as root, like the modules)."""
+        return (self.secrets_dir / name).read_text()
+
+    def store_snapshot(self) -> dict[str, str]:
+        return {p.name: p.read_text() for p in sorted(self.secrets_dir.iterdir()) if p.is_file()}
+
+    def exec(self, service: str, command: list[str], user: str | None = None) -> tuple[int, str]:
+        result = self.container(service).exec_run(command, user=user or "", demux=False)
+        return result.exit_code, result.output.decode(errors="replace")
+
+    def probe(self, network: str, python_code: str, timeout: int = 30) -> tuple[int, str]:
+        """Run python3 code in a throw-away container attached only to one of the stack's networks."""
+        container = self.docker.containers.run(
+            "datamancy-test/debian:bookworm", ["python3", "-c", python_code], network=self.network(network),
+            name=f"{self.prefix}probe-{uuid.uuid4().hex[:6]}", detach=True, labels={"datamancy.test": self.run_id},
+        )
+        try:
+            status = container.wait(timeout=timeout)
+            return status["StatusCode"], container.logs().decode(errors="replace")
+        finally:
+            container.remove(force=True)
+
+    # --- talking to it like a browser ------------------------------------------------------------------------
+
+    def url(self, host: str, path: str = "/") -> str:
+        return f"https://{host}.{self.domain}:{self.https_port}{path}"
+
+    def session(self) -> requests.Session:
+        session = requests.Session()
+        session.verify = str(self.caddy_root_ca())
+        return session
+
+    def caddy_root_ca(self) -> Path:
+        """Caddy's internal root CA (local_certs), so TLS is verified for real, not switched off."""
+        path = self.workdir / "caddy-root.crt"
+        if not path.exists():
+            shutil.copy(self.base_dir / "caddy" / "data" / "caddy" / "pki" / "authorities" / "local" / "root.crt", path)
+        return path
+
+    def destroy(self) -> None:
+        for container in self.containers():
+            container.remove(force=True, v=True)
+        for network in self.docker.networks.list():
+            if network.name.startswith(self.prefix):
+                network.remove()
+        volume_prefix = self.vars["stack_volume_prefix"]
+        for volume in self.docker.volumes.list():
+            if volume.name.startswith(volume_prefix):
+                volume.remove(force=True)
+        for image in self.docker.images.list():
+            for tag in image.tags:
+                if tag.startswith(f"{self.prefix}"):
+                    self.docker.images.remove(tag, force=True)
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+_original_create_connection = urllib3.util.connection.create_connection
+
+
+@contextlib.contextmanager
+def resolve_to_loopback(domain: str):
+    """Make every name under ``domain`` resolve to 127.0.0.1 for requests (like curl --resolve), keeping SNI and
+    the Host header intact so Caddy picks the right site and certificate."""
+
+    def create_connection(address, *args, **kwargs):
+        host, port = address
+        if host == domain or host.endswith("." + domain):
+            host = "127.0.0.1"
+        return _original_create_connection((host, port), *args, **kwargs)
+
+    urllib3.util.connection.create_connection = create_connection
+    try:
+        yield
+    finally:
+        urllib3.util.connection.create_connection = _original_create_connection
+
+
+def json_or_none(response: requests.Response):
+    try:
+        return response.json()
+    except (ValueError, json.JSONDecodeError):
+        return None
