@@ -48,10 +48,19 @@ if $writable; then
   chmod 0700 "$config_dir"
   find "$config_dir" -maxdepth 1 \( -name '*.conf' -o -name 'config.cfg' \) -exec chmod 0600 {} +
 else
-  log "$config_dir is read-only: using the mounted files as they are"
+  log "$config_dir is not writable (read-only mount or missing capabilities): using the files as they are"
 fi
 install -d -o www-data -g www-data -m 0700 /var/lib/ldap-account-manager/sess /var/lib/ldap-account-manager/tmp
 install -d -o www-data -g www-data -m 0700 /var/lib/ldap-account-manager/tmp/internal
-# apache2ctl reads /etc/apache2/envvars (run user www-data, pid/lock dirs under /run).
 install -d -m 0755 /run/apache2 /run/lock/apache2
+if [[ "${1:-}" == apache2 ]]; then
+  # What apache2ctl would do, but exec'd so apache is tini's direct child and gets its signals:
+  # envvars sets the worker user (www-data), pid file and lock directory.
+  # envvars reads variables that may be unset; relax nounset only while sourcing it.
+  set +u
+  # shellcheck disable=SC1091
+  . /etc/apache2/envvars
+  set -u
+  rm -f "${APACHE_PID_FILE:-/run/apache2/apache2.pid}"
+fi
 exec "$@"
