@@ -8,6 +8,7 @@ created.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import re
@@ -92,7 +93,7 @@ class StackDeployment:
         command = [ANSIBLE_PLAYBOOK, "-i", "inventories/local/hosts.yml", playbook, "-e", f"@{vars_file}", *args]
         env = dict(os.environ, ANSIBLE_FORCE_COLOR="0", ANSIBLE_NOCOLOR="1")
         completed = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True,
-                                   timeout=timeout, check=False)
+                                   errors="replace", timeout=timeout, check=False)
         completed.stdout += completed.stderr
         return PlaybookRun(completed)
 
@@ -112,16 +113,21 @@ class StackDeployment:
         return (self.secrets_dir / name).read_text()
 
     def store_snapshot(self) -> dict[str, str]:
-        return {p.name: p.read_text() for p in sorted(self.secrets_dir.iterdir()) if p.is_file()}
+        """sha256 of every file in the store (values, metadata, keys), to prove nothing was regenerated."""
+        return {p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+                for p in sorted(self.secrets_dir.iterdir()) if p.is_file()}
 
     def exec(self, service: str, command: list[str], user: str | None = None) -> tuple[int, str]:
         result = self.container(service).exec_run(command, user=user or "", demux=False)
         return result.exit_code, result.output.decode(errors="replace")
 
     def probe(self, network: str, python_code: str, timeout: int = 30) -> tuple[int, str]:
-        """Run python3 code in a throw-away container attached only to one of the stack's networks."""
+        """Run python3 code in a throw-away container attached only to one of the stack's networks (a name of
+        the stack's, or a full network name)."""
+        if not network.startswith(self.prefix):
+            network = self.network(network)
         container = self.docker.containers.run(
-            "datamancy-test/debian:bookworm", ["python3", "-c", python_code], network=self.network(network),
+            "datamancy-test/debian:bookworm", ["python3", "-c", python_code], network=network,
             name=f"{self.prefix}probe-{uuid.uuid4().hex[:6]}", detach=True, labels={"datamancy.test": self.run_id},
         )
         try:
@@ -137,6 +143,8 @@ class StackDeployment:
 
     def session(self) -> requests.Session:
         session = requests.Session()
+        # Environment CA bundles (REQUESTS_CA_BUNDLE) would silently take precedence over session.verify.
+        session.trust_env = False
         session.verify = str(self.caddy_root_ca())
         return session
 

@@ -143,25 +143,43 @@ def test_only_caddy_publishes_ports(stack):
     assert len(stack.containers()) >= 6
 
 
-def test_the_database_network_is_internal_without_a_route_out(stack):
+CONNECT = (
+    "import socket, sys\n"
+    "for host, port in {targets!r}:\n"
+    "    try:\n"
+    "        socket.create_connection((host, port), timeout=3).close(); print('reached', host, port)\n"
+    "    except OSError as error: print('refused', host, port, type(error).__name__)\n"
+)
+
+
+def test_a_container_on_the_database_network_cannot_reach_outside(stack):
+    """'Outside' without leaving this machine: a listener on a network of our own, and the host itself through
+    the database network's gateway (where Caddy publishes). A control probe shows the listener does answer."""
     network = stack.docker.networks.get(stack.network("database"))
     assert network.attrs["Internal"] is True
-    code, output = stack.probe("database", (
-        "routes = open('/proc/net/route').read().splitlines()[1:]\n"
-        "print('default' if any(r.split()[1] == '00000000' for r in routes) else 'no-default')"))
-    assert code == 0 and output.strip() == "no-default"
+    outside = stack.docker.networks.create(f"{stack.prefix}outside", labels={"datamancy.test": stack.run_id})
+    listener = stack.docker.containers.run(
+        "datamancy-test/debian:bookworm", ["python3", "-m", "http.server", "8000"], network=outside.name,
+        name=f"{stack.prefix}outside-listener", detach=True, labels={"datamancy.test": stack.run_id})
+    try:
+        listener.reload()
+        listener_ip = listener.attrs["NetworkSettings"]["Networks"][outside.name]["IPAddress"]
+        gateway = network.attrs["IPAM"]["Config"][0]["Gateway"]
+        code, output = stack.probe(outside.name, CONNECT.format(targets=[(listener_ip, 8000)]))
+        assert "reached" in output, f"control probe failed: {output}"
+        code, output = stack.probe("database", CONNECT.format(
+            targets=[(listener_ip, 8000), (gateway, stack.https_port), (gateway, 22)]))
+        assert code == 0 and "reached" not in output and output.count("refused") == 3, output
+    finally:
+        listener.remove(force=True)
+        outside.remove()
 
 
 def test_ldap_and_redis_are_not_reachable_from_the_frontend_network(stack):
     targets = [("openldap", 389), ("redis", 6379)]
     targets += [(stack.container(name).attrs["NetworkSettings"]["Networks"][stack.network("backend")]["IPAddress"],
                  port) for name, port in targets]
-    code, output = stack.probe("frontend", (
-        "import socket\n"
-        f"for host, port in {targets!r}:\n"
-        "    try:\n"
-        "        socket.create_connection((host, port), timeout=3).close(); print('reached', host)\n"
-        "    except OSError as error: print('refused', host, type(error).__name__)\n"))
+    code, output = stack.probe("frontend", CONNECT.format(targets=targets))
     assert code == 0
     assert "reached" not in output and output.count("refused") == 4, output
 
