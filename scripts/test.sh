@@ -19,6 +19,10 @@ lint() {
   done
   log "ansible-lint (production profile)"
   ansible-lint --profile production --strict -q
+  log "role docs match the argument specs"
+  python scripts/role_docs.py --check
+  log "changelog fragments"
+  antsibull-changelog lint
 }
 
 run_pytest() {
