@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/env python
 """Render docs/roles/<role>.md from each role's meta/argument_specs.yml, so the role documentation cannot drift
 from the options Ansible validates.
 

@@ -2,7 +2,7 @@
 # Runs the whole test suite on this machine, installing what it needs first (virtualenv, pinned Python
 # packages and collections, a Docker engine when none answers, the harness images).
 #   scripts/test.sh            lint, then every pytest suite (unit, integration, molecule) in one run
-#   scripts/test.sh lint|unit  only that stage (quick local loops)
+#   scripts/test.sh lint|unit|sanity  only that stage (quick local loops)
 #   scripts/test.sh pytest ARGS...  pytest with your arguments after the set-up
 set -euo pipefail
 source "$(dirname "$0")/lib/setup.sh"
@@ -46,12 +46,15 @@ case "$stage" in
     ensure_images
     run_pytest "$@"
     ;;
+  sanity) bash scripts/sanity.sh "$@" ;;
   all)
     lint
+    log "ansible-test sanity, collection build, ansible-doc"
+    bash scripts/sanity.sh
     ensure_engine
     ensure_images
     run_pytest tests "$@"
     ;;
-  *) echo "usage: $0 [all|lint|unit|pytest ARGS...]" >&2; exit 2 ;;
+  *) echo "usage: $0 [all|lint|unit|sanity|pytest ARGS...]" >&2; exit 2 ;;
 esac
 log "done in $(( $(date +%s) - start )) s"

@@ -28,6 +28,21 @@ def _allowlist_entries(value):
     return value.split() if isinstance(value, str) else [str(entry) for entry in value]
 
 
+def _flag(value, default):
+    """A registry flag that may arrive as a templated string ("False", "no", "0") as well as a bool."""
+    if value is None:
+        return default
+    if isinstance(value, str):
+        return value.strip().lower() not in ("", "false", "no", "off", "0")
+    return bool(value)
+
+
+def _vhost_enabled(vhost):
+    """A vhost can be switched by a role variable (``enabled: "{{ localai_api_vhost | default(false) }}"``), so
+    the registry stays the one description of optional endpoints too."""
+    return _flag(vhost.get("enabled"), True)
+
+
 def _valid_cidr(entry):
     try:
         ipaddress.ip_network(entry, strict=True)
@@ -62,7 +77,7 @@ def registry_errors(services, ingress="caddy"):
                 f"{where}: has vhosts but shares no network with '{ingress}' "
                 f"({', '.join(sorted(ingress_networks))}), so the ingress could not reach it"
             )
-        for vhost in vhosts:
+        for vhost in (v for v in vhosts if _vhost_enabled(v)):
             host = str(vhost.get("host", ""))
             vwhere = f"{where} vhost '{host}'"
             if not _HOST_LABELS.match(host):
@@ -106,6 +121,8 @@ def registry_vhosts(services, domain):
     vhosts = []
     for name, service in services.items():
         for vhost in service.get("vhosts", []):
+            if not _vhost_enabled(vhost):
+                continue
             policy = vhost.get("policy", "sso")
             vhosts.append(
                 {
@@ -116,21 +133,28 @@ def registry_vhosts(services, domain):
                     "policy": policy,
                     "forward_auth": policy in FORWARD_AUTH_POLICIES,
                     "allowlist": _allowlist_entries(vhost.get("allowlist")),
-                    "mtls": bool(vhost.get("mtls", False)),
+                    "mtls": _flag(vhost.get("mtls"), False),
                     "public_reason": vhost.get("public_reason", ""),
                 }
             )
     return sorted(vhosts, key=lambda item: item["fqdn"])
 
 
-def registry_networks(services, service, prefix=""):
+def registry_networks(services, service, prefix="", vhosts=None, ingress="caddy"):
     """The docker networks of ``service`` as community.docker expects them: the service's name is its DNS alias on
-    each, so upstreams stay ``<service>:<port>`` whatever prefix the network names carry."""
+    each, so upstreams stay ``<service>:<port>`` whatever prefix the network names carry.
+
+    The ingress also answers to every vhost FQDN (``vhosts`` as from ``registry_vhosts``) inside the networks, so a
+    container that must call a vhost (an OIDC client fetching ``auth.<domain>``) reaches Caddy under the same name
+    and certificate as a browser, without public DNS or hairpin NAT."""
     try:
         networks = services[service]["networks"]
     except KeyError:
         raise AnsibleFilterError(f"service '{service}' is not in the registry (or has no networks)") from None
-    return [{"name": f"{prefix}{network}", "aliases": [service]} for network in networks]
+    aliases = [service]
+    if service == ingress:
+        aliases += sorted({vhost["fqdn"] for vhost in vhosts or []})
+    return [{"name": f"{prefix}{network}", "aliases": aliases} for network in networks]
 
 
 def registry_oidc_clients(services, domain):

@@ -175,10 +175,10 @@ def _load_keyring(store, entry, exists):
     if text is None:
         return []
     try:
-        ring = json.loads(text)
-        keys = ring['keys']
-        assert isinstance(keys, list)
-    except (ValueError, KeyError, TypeError, AssertionError):
+        keys = json.loads(text)['keys']
+    except (ValueError, KeyError, TypeError):
+        keys = None
+    if not isinstance(keys, list):
         raise CorruptValueError('key ring %s is not valid JSON with a list of keys' % store.file_path(entry))
     for item in keys:
         if not isinstance(item, dict) or not isinstance(item.get('key'), str):
@@ -196,8 +196,8 @@ def run(module):
         raise SpecError('hmac_length=%d is out of range; Authelia needs at least 64 characters' % p['hmac_length'])
     if not HAS_CRYPTOGRAPHY:
         module.fail_json(msg=missing_required_lib('cryptography'), exception=CRYPTOGRAPHY_IMPORT_ERROR)
-    names = {k: '%s_%s' % (prefix, k) for k in ('hmac_secret', 'keyring', 'issuer_key', 'issuer_key_single_line',
-                                                  'jwks')}
+    names = {k: '%s_%s' % (prefix, k)
+             for k in ('hmac_secret', 'keyring', 'issuer_key', 'issuer_key_single_line', 'jwks')}
     for entry in names.values():
         validate_name(entry)
 

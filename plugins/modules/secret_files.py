@@ -20,7 +20,7 @@ description:
     change. Files in I(dest) that are not listed are removed when I(prune=true).
   - Every listed secret must exist in the store and I(dest) must be an absolute path before anything is written.
 author:
-  - datamancy.stack maintainers
+  - Datamancy maintainers (@datamancy)
 attributes:
   check_mode:
     support: full
@@ -31,6 +31,7 @@ attributes:
   platform:
     support: full
     platforms: posix
+    description: Uses POSIX file modes and ownership.
 options:
   store:
     description: Secret store directory on the managed host.

@@ -8,7 +8,7 @@ VENV="$DATAMANCY_ROOT/.venv"
 CACHE="$DATAMANCY_ROOT/.cache"
 export PATH="$VENV/bin:$PATH"
 # Ansible reads ansible.cfg from the current directory: run everything from the repository root.
-cd "$DATAMANCY_ROOT"
+cd "$DATAMANCY_ROOT" || return
 
 log() { printf '==> %s\n' "$*"; }
 

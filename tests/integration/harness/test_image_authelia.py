@@ -184,7 +184,7 @@ def _verify(base_url: str, url: str, cookie: str | None = None) -> requests.Resp
 
 @pytest.mark.integration
 def test_health_endpoint_and_container_healthcheck(authelia):
-    container, base_url, _ = authelia
+    container, base_url, _unused = authelia
     response = requests.get(f"{base_url}/api/health", timeout=5)
     assert response.status_code == 200
     assert response.json()["status"] == "OK"
@@ -203,7 +203,7 @@ def test_health_endpoint_and_container_healthcheck(authelia):
 
 @pytest.mark.integration
 def test_first_factor_login_and_session(authelia):
-    _, base_url, password = authelia
+    _unused, base_url, password = authelia
 
     wrong = _login(base_url, password + "x")
     assert wrong.status_code == 401

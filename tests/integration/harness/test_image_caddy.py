@@ -25,12 +25,12 @@ VHOST = "app.example.test"
 BODY = f"hello from caddy {secrets.token_hex(4)}"
 CADDYFILE = f"""\
 {{
-	local_certs
-	skip_install_trust
+    local_certs
+    skip_install_trust
 }}
 
 {VHOST} {{
-	respond "{BODY}" 200
+    respond "{BODY}" 200
 }}
 """
 ROOT_CA = "/data/caddy/pki/authorities/local/root.crt"
@@ -48,7 +48,7 @@ def _tar(files: dict[str, tuple[bytes, int, int]]) -> bytes:
 
 
 def _read_file(container, path: str) -> bytes:
-    stream, _ = container.get_archive(path)
+    stream, _unused = container.get_archive(path)
     with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as tar:
         member = tar.getmembers()[0]
         return tar.extractfile(member).read()

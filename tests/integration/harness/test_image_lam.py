@@ -44,7 +44,7 @@ def _tar(files: dict[str, str]) -> bytes:
 
 
 def _read(container, path: str) -> str:
-    stream, _ = container.get_archive(path)
+    stream, _unused = container.get_archive(path)
     with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as tar:
         return tar.extractfile(tar.getmembers()[0]).read().decode()
 

@@ -107,7 +107,7 @@ def _chat(base_url: str, key: str | None, prompt: str) -> requests.Response:
 
 @pytest.mark.integration
 def test_liveliness_healthcheck_and_user(litellm):
-    container, base_url, _, _ = litellm
+    container, base_url, _unused, _unused = litellm
     response = requests.get(f"{base_url}/health/liveliness", timeout=5)
     assert response.status_code == 200
     assert "alive" in response.text.lower()
@@ -124,7 +124,7 @@ def test_liveliness_healthcheck_and_user(litellm):
 
 @pytest.mark.integration
 def test_chat_completion_through_the_proxy(litellm):
-    _, base_url, master_key, _ = litellm
+    _unused, base_url, master_key, _unused = litellm
     prompt = f"ping {secrets.token_hex(4)}"
     response = _chat(base_url, master_key, prompt)
     assert response.status_code == 200, response.text
@@ -144,7 +144,7 @@ def _upstream_chat_requests(fake) -> int:
 
 @pytest.mark.integration
 def test_missing_or_wrong_key_is_refused(litellm):
-    _, base_url, master_key, fake = litellm
+    _unused, base_url, master_key, fake = litellm
     before = _upstream_chat_requests(fake)
 
     no_key = _chat(base_url, None, "no key")

@@ -47,7 +47,7 @@ def fake_upstream(harness_network, run_container):
 @pytest.fixture
 def open_webui(docker_client, harness_network, fake_upstream):
     """A started Open WebUI wired to the fake endpoint; yields (container, base URL, start-up seconds)."""
-    _, upstream_key = fake_upstream
+    _unused, upstream_key = fake_upstream
     container = docker_client.containers.run(
         IMAGE,
         name=f"open-webui-{RUN_ID}-{secrets.token_hex(3)}",
@@ -115,7 +115,7 @@ def test_health_config_healthcheck_and_user(open_webui):
 
 @pytest.mark.integration
 def test_admin_sign_up_models_and_chat_through_the_fake(open_webui, fake_upstream):
-    _, base_url, _ = open_webui
+    _unused, base_url, _unused = open_webui
     password = secrets.token_urlsafe(18) + "aA1!"
     signup = requests.post(
         f"{base_url}/api/v1/auths/signup",

@@ -95,10 +95,10 @@ def ldap_simple_bind(host: str, dn: str, password: str, port: int = 389) -> int:
             if end <= len(data):
                 break
     assert tag == 0x30, f"not an LDAPMessage: {data!r}"
-    _, _, offset = _read_tlv(envelope, 0)  # messageID
-    tag, response, _ = _read_tlv(envelope, offset)
+    _unused, _unused, offset = _read_tlv(envelope, 0)  # messageID
+    tag, response, _unused = _read_tlv(envelope, offset)
     assert tag == 0x61, f"not a BindResponse: {envelope!r}"
-    tag, code, _ = _read_tlv(response, 0)
+    tag, code, _unused = _read_tlv(response, 0)
     assert tag == 0x0A
     return int.from_bytes(code, "big")
 

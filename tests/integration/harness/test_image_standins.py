@@ -35,7 +35,7 @@ def _wait_healthy(container, timeout: float = 60):
 
 
 def _read(container, path: str) -> bytes:
-    stream, _ = container.get_archive(path)
+    stream, _unused = container.get_archive(path)
     with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as tar:
         return tar.extractfile(tar.getmembers()[0]).read()
 
@@ -202,7 +202,7 @@ def test_localai_standin_auth_and_models(localai, docker_client):
 
 @pytest.mark.integration
 def test_localai_standin_chat_and_tool_calls(localai):
-    _, base, auth = localai
+    _unused, base, auth = localai
     url = f"{base}/v1/chat/completions"
 
     question = "What is the answer to everything?"
@@ -245,7 +245,7 @@ def test_localai_standin_chat_and_tool_calls(localai):
 
 @pytest.mark.integration
 def test_localai_standin_embeddings(localai):
-    _, base, auth = localai
+    _unused, base, auth = localai
     url = f"{base}/v1/embeddings"
     response = requests.post(url, json={"model": "embed-small", "input": ["alpha", "beta", "alpha"]}, headers=auth, timeout=5)
     assert response.status_code == 200

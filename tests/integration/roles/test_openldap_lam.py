@@ -143,7 +143,7 @@ def _parse_ldif(text):
             continue
         entry = {}
         for line in block.splitlines():
-            key, _, value = line.partition(":")
+            key, _unused, value = line.partition(":")
             entry.setdefault(key.lower(), []).append(value.lstrip(": ").strip())
         entries[entry.pop("dn")[0].lower()] = entry
     return entries

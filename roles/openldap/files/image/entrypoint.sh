@@ -1,4 +1,4 @@
-#!/bin/bash
+#!/usr/bin/env bash
 # First start (both volumes empty): build cn=config and the suffix entry offline with slapadd. Later starts
 # leave all data untouched; the role's reconcile program (ldap-reconcile) manages entries and ACLs over
 # ldapi:/// afterwards. Then slapd runs in the foreground. Works unprivileged (the image's default user is

@@ -135,6 +135,15 @@ def test_networks_carry_the_prefix_and_the_service_alias():
     ]
 
 
+def test_the_ingress_answers_to_every_vhost_fqdn_inside_its_networks():
+    vhosts = registry_vhosts(registry_active(REGISTRY, "full"), "example.test")
+    fqdns = ["api.litellm.example.test", "auth.example.test", "lam.example.test", "litellm.example.test",
+             "open-webui.example.test"]
+    assert registry_networks(REGISTRY, "caddy", "t-", vhosts) == [{"name": "t-frontend", "aliases": ["caddy", *fqdns]}]
+    # Only the ingress gets them: any other service answering to a vhost name would hijack it.
+    assert registry_networks(REGISTRY, "lam", "t-", vhosts)[0]["aliases"] == ["lam"]
+
+
 def test_networks_of_an_unknown_service_is_an_error():
     with pytest.raises(AnsibleFilterError, match="'nope' is not in the registry"):
         registry_networks(REGISTRY, "nope")
@@ -155,3 +164,34 @@ def test_oidc_client_without_redirect_is_an_error():
     registry["open-webui"]["oidc"] = {"client_id": "open-webui"}
     with pytest.raises(AnsibleFilterError, match="needs redirect_path"):
         registry_oidc_clients(registry, "example.test")
+
+
+@pytest.mark.parametrize("switch", [False, "False", "false", "no", "0", ""])
+def test_a_switched_off_vhost_is_left_out_and_not_validated(switch):
+    registry = copy.deepcopy(REGISTRY)
+    # As a role variable renders it: an optional machine-API vhost, off, with a value that would not validate.
+    registry["litellm"]["vhosts"].append({"host": "api2.litellm", "upstream": "litellm:4000", "policy": "api",
+                                          "allowlist": "not-a-cidr", "enabled": switch})
+    assert registry_errors(registry) == []
+    assert "api2.litellm.example.test" not in [v["fqdn"] for v in registry_vhosts(registry, "example.test")]
+
+
+@pytest.mark.parametrize("switch", [True, "True", "yes", None])
+def test_a_switched_on_vhost_is_rendered_and_validated(switch):
+    registry = copy.deepcopy(REGISTRY)
+    vhost = {"host": "api2.litellm", "upstream": "litellm:4000", "policy": "api", "allowlist": "not-a-cidr"}
+    if switch is not None:
+        vhost["enabled"] = switch
+    registry["litellm"]["vhosts"].append(vhost)
+    assert any("invalid CIDR(s) in allowlist: not-a-cidr" in error for error in registry_errors(registry))
+    assert "api2.litellm.example.test" in [v["fqdn"] for v in registry_vhosts(registry, "example.test")]
+
+
+@pytest.mark.parametrize(("value", "expected"), [(True, True), ("True", True), ("False", False), (False, False),
+                                                 (None, False)])
+def test_mtls_accepts_templated_strings(value, expected):
+    registry = copy.deepcopy(REGISTRY)
+    if value is not None:
+        registry["litellm"]["vhosts"][1]["mtls"] = value
+    vhosts = {v["fqdn"]: v for v in registry_vhosts(registry, "example.test")}
+    assert vhosts["api.litellm.example.test"]["mtls"] is expected

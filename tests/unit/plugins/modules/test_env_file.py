@@ -94,8 +94,8 @@ def test_diff_redacts_secrets_but_shows_a_change(run_module, store, target):
     ok, first = run_module(env_module, args, diff=True)
     assert ok
     old_values = [(store / n).read_text() for n in ("master", "pw", "issuer")]
-    assert run_module(secret_module, {"store": str(store), "secrets": [{"name": "pw", "kind": "password",
-                                                                         "symbols": True}], "rotate": ["pw"]})[0]
+    rotate_pw = {"store": str(store), "secrets": [{"name": "pw", "kind": "password", "symbols": True}], "rotate": ["pw"]}
+    assert run_module(secret_module, rotate_pw)[0]
     ok, second = run_module(env_module, args, diff=True)
     assert ok and second["changed"]
     dumped = json.dumps([first, second])

@@ -7,7 +7,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 class Echo(BaseHTTPRequestHandler):
     def _answer(self):
         body = json.dumps({"method": self.command, "path": self.path,
-                           "headers": {k: v for k, v in self.headers.items()}}).encode()
+                           "headers": dict(self.headers.items())}).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))

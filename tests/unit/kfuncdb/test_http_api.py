@@ -1,0 +1,181 @@
+"""The HTTP API over real loopback connections: success paths and every structured error."""
+from __future__ import annotations
+
+import http.client
+import json
+import time
+
+import pytest
+import requests
+
+from kfuncdb import app as kapp
+from kfuncdb.plugins.shell import ShellReadPlugin
+from kfuncdb.registry import Plugin, ToolError, ToolSpec
+
+
+class TestPlugin(Plugin):
+    __test__ = False
+    id = "test"
+    capabilities = frozenset()
+
+    def specs(self):
+        return [
+            ToolSpec("echo", "echo", {"type": "object", "properties": {"text": {"type": "string"}},
+                                      "required": ["text"], "additionalProperties": False}),
+            ToolSpec("sleep", "sleep", {"type": "object", "properties": {"s": {"type": "number"}}}),
+            ToolSpec("fail", "fail", {"type": "object", "properties": {}}),
+            ToolSpec("crash", "crash", {"type": "object", "properties": {}}),
+        ]
+
+    def activate(self, env):
+        def fail(args, deadline):
+            raise ToolError("remote refused")
+
+        def crash(args, deadline):
+            raise RuntimeError("secret internals")
+
+        return {"echo": lambda a, d: {"text": a["text"]}, "sleep": lambda a, d: time.sleep(a.get("s", 0)) or "slept",
+                "fail": fail, "crash": crash}
+
+
+class SshLike(Plugin):
+    id = "ssh-like"
+    capabilities = frozenset({"host.ssh.exec"})
+
+    def specs(self):
+        return [ToolSpec("remote_ps", "needs ssh", {"type": "object", "properties": {}})]
+
+    def activate(self, env):  # pragma: no cover - must never run under these policies
+        raise AssertionError("activated a refused plugin")
+
+
+@pytest.fixture
+def api(serve):
+    def _api(env=None, plugins=None):
+        env = dict({"KFUNCDB_ALLOW_CAPS": "host.shell.read", "KFUNCDB_TOOL_TIMEOUT_S": "0.5",
+                    "KFUNCDB_MAX_BODY_BYTES": "2048"}, **(env or {}))
+        application = kapp.App(env, plugins=plugins if plugins is not None else
+                               [TestPlugin(), ShellReadPlugin(), SshLike()])
+        return serve(application.make_server("127.0.0.1", 0)).url
+    return _api
+
+
+def call(url, name, args=None, **kwargs):
+    return requests.post(f"{url}/call-tool", json={"name": name, "args": args or {}}, timeout=10, **kwargs)
+
+
+def test_healthz(api):
+    assert requests.get(f"{api()}/healthz", timeout=5).json() == {"status": "ok"}
+
+
+def test_tools_lists_definitions_with_plugin_capabilities_and_availability(api):
+    tools = {t["name"]: t for t in requests.get(f"{api()}/tools", timeout=5).json()}
+    assert tools["host_info"]["plugin"] == "host-shell"
+    assert tools["host_info"]["capabilities"] == ["host.shell.read"]
+    assert tools["host_info"]["parameters"]["properties"]["command"]["enum"]
+    assert tools["echo"]["available"] and tools["echo"]["capabilities"] == []
+    assert tools["remote_ps"]["available"] is False
+
+
+def test_call_tool_returns_result_and_elapsed(api):
+    response = call(api(), "echo", {"text": "hi"})
+    assert response.status_code == 200
+    assert response.json()["result"] == {"text": "hi"}
+    assert isinstance(response.json()["elapsedMs"], int)
+
+
+def test_allowlisted_command_runs_without_a_shell(api):
+    body = call(api(), "host_info", {"command": "kernel"}).json()
+    assert body["result"]["command"] == "uname -a" and body["result"]["stdout"].startswith("Linux")
+
+
+def test_404_unknown_tool(api):
+    response = call(api(), "nope")
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "unknown_tool"
+
+
+def test_400_bad_arguments(api):
+    url = api()
+    for args in ({}, {"text": 5}, {"text": "x", "extra": 1}):
+        response = call(url, "echo", args)
+        assert response.status_code == 400, args
+        assert response.json()["error"]["code"] == "invalid_arguments"
+    # Arbitrary words never reach an argv: only the enum's names are accepted.
+    response = call(url, "host_info", {"command": "uptime; rm -rf /"})
+    assert response.status_code == 400
+
+
+def test_400_malformed_bodies(api):
+    url = api()
+    assert requests.post(f"{url}/call-tool", data=b"{not json", timeout=5).status_code == 400
+    response = requests.post(f"{url}/call-tool", json={"args": {}}, timeout=5)
+    assert response.status_code == 400 and response.json()["error"]["code"] == "bad_request"
+
+
+def test_413_body_too_large_is_refused_before_reading(api):
+    response = call(api(), "echo", {"text": "x" * 5000})
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "body_too_large"
+
+
+def test_411_without_content_length(api):
+    url = api()
+    connection = http.client.HTTPConnection(url.removeprefix("http://"), timeout=5)
+    connection.putrequest("POST", "/call-tool")
+    connection.putheader("Transfer-Encoding", "chunked")
+    connection.endheaders()
+    connection.send(b"0\r\n\r\n")
+    assert connection.getresponse().status == 411
+
+
+def test_504_tool_timeout(api):
+    started = time.monotonic()
+    response = call(api(), "sleep", {"s": 5})
+    assert response.status_code == 504
+    assert response.json()["error"]["code"] == "tool_timeout"
+    assert time.monotonic() - started < 2
+
+
+def test_403_refused_capability_names_it(api):
+    response = call(api(), "remote_ps")
+    assert response.status_code == 403
+    error = response.json()["error"]
+    assert error["code"] == "capability_refused" and error["capabilities"] == ["host.ssh.exec"]
+    assert "host.ssh.exec" in error["message"]
+
+
+def test_empty_policy_refuses_the_shell_tool(api):
+    response = call(api({"KFUNCDB_ALLOW_CAPS": ""}), "host_info", {"command": "uptime"})
+    assert response.status_code == 403
+    assert response.json()["error"]["capabilities"] == ["host.shell.read"]
+
+
+def test_502_tool_failure_and_500_without_internals(api):
+    url = api()
+    response = call(url, "fail")
+    assert response.status_code == 502 and "remote refused" in response.json()["error"]["message"]
+    response = call(url, "crash")
+    assert response.status_code == 500 and "secret internals" not in response.text
+
+
+def test_404_and_405_for_other_paths(api):
+    url = api()
+    assert requests.get(f"{url}/admin", timeout=5).json()["error"]["code"] == "not_found"
+    assert requests.get(f"{url}/call-tool", timeout=5).status_code == 405
+
+
+def test_api_key_when_configured(api, tmp_path):
+    key = tmp_path / "key"
+    key.write_text("k" * 32 + "\n")
+    url = api({"KFUNCDB_API_KEY_FILE": str(key)})
+    assert requests.get(f"{url}/healthz", timeout=5).status_code == 200  # health stays open for the engine
+    assert requests.get(f"{url}/tools", timeout=5).status_code == 401
+    assert requests.get(f"{url}/tools", headers={"Authorization": "Bearer wrong"}, timeout=5).status_code == 401
+    assert requests.get(f"{url}/tools", headers={"Authorization": "Bearer " + "k" * 32}, timeout=5).status_code == 200
+
+
+def test_errors_are_json_everywhere(api):
+    response = requests.post(f"{api()}/call-tool", data=b"[]", timeout=5)
+    assert response.headers["Content-Type"] == "application/json"
+    assert set(json.loads(response.text)["error"]) >= {"code", "message"}
