@@ -18,54 +18,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stacklib import StackDeployment
+from stacklib import StackDeployment, clickhouse, http, qdrant
 
 HERE = Path(__file__).resolve().parent
 PLAYBOOK = "tests/integration/data_services/converge.yml"
 
 pytestmark = pytest.mark.integration
-
-# Runs in a probe container: HTTP requests given as a JSON list, answers printed as one JSON line. Connection
-# failures are answers too (status None and the error), so an unreachable service is an assertion, not a crash.
-HTTP_PROBE = """
-import json, urllib.error, urllib.request
-results = []
-for req in json.loads({requests!r}):
-    request = urllib.request.Request(req["url"], data=req.get("body", "").encode() or None,
-                                     method=req.get("method", "GET"), headers=req.get("headers", {{}}))
-    try:
-        with urllib.request.urlopen(request, timeout=5) as response:
-            results.append({{"status": response.status, "body": response.read().decode()}})
-    except urllib.error.HTTPError as error:
-        results.append({{"status": error.code, "body": error.read().decode()}})
-    except Exception as error:
-        results.append({{"status": None, "body": repr(error)}})
-print(json.dumps(results))
-"""
-
-
-def http(stack: StackDeployment, network: str, *requests: dict) -> list[dict]:
-    code, output = stack.probe(network, HTTP_PROBE.format(requests=json.dumps(list(requests))))
-    assert code == 0, output
-    return json.loads(output.strip().splitlines()[-1])
-
-
-def qdrant(path: str, key: str | None = None, method: str = "GET", body: dict | None = None) -> dict:
-    request = {"url": f"http://qdrant:6333{path}", "method": method, "headers": {"Content-Type": "application/json"}}
-    if key is not None:
-        request["headers"]["api-key"] = key
-    if body is not None:
-        request["body"] = json.dumps(body)
-    return request
-
-
-def clickhouse(query: str, user: str | None = None, password: str | None = None) -> dict:
-    """ClickHouse's HTTP interface; credentials in its X-ClickHouse-* headers (understood by 18.16 and 24.8)."""
-    headers = {}
-    if user is not None:
-        headers = {"X-ClickHouse-User": user, "X-ClickHouse-Key": password}
-    return {"url": "http://clickhouse:8123/", "method": "POST", "body": query, "headers": headers}
-
 
 @pytest.fixture(scope="module")
 def stack():

@@ -21,6 +21,8 @@ IMAGE = local_image("openldap")
 BASE_DN = "dc=stack,dc=local"
 ADMIN_DN = f"cn=admin,{BASE_DN}"
 PASSWORD_PATH = "/run/secrets/ldap_admin_password"
+# The image is the openldap role's own build (tests/images/openldap links to roles/openldap/files/image).
+OPENLDAP_UID = 1389
 
 ENTRIES = f"""\
 dn: ou=users,{BASE_DN}
@@ -106,12 +108,14 @@ def ldap_simple_bind(host: str, dn: str, password: str, port: int = 389) -> int:
 # --- container helpers ----------------------------------------------------------------------------------------
 
 def _tar(files: dict[str, tuple[bytes, int]]) -> bytes:
-    """path (relative to /) -> (content, mode); owned by root, which the entrypoint starts as."""
+    """path (relative to /) -> (content, mode); owned by the image's openldap user (1389), which the container
+    runs as, the way the openldap role hands it its secret files."""
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as tar:
         for path, (content, mode) in files.items():
             info = tarfile.TarInfo(path)
             info.size, info.mode = len(content), mode
+            info.uid = info.gid = OPENLDAP_UID
             tar.addfile(info, io.BytesIO(content))
     return buffer.getvalue()
 
@@ -154,6 +158,8 @@ def start(docker_client, harness_network):
     made = []
 
     def _start(files: dict[str, tuple[bytes, int]] | None = None, **kwargs):
+        # The image reads a hash file by default (the role's way); these tests hand it the plaintext variant.
+        kwargs["environment"] = dict({"LDAP_ADMIN_PASSWORD_FILE": PASSWORD_PATH}, **kwargs.get("environment", {}))
         container = docker_client.containers.create(
             IMAGE,
             name=f"ldap-{RUN_ID}-{secrets.token_hex(3)}",
@@ -256,4 +262,5 @@ def test_first_start_without_password_file_fails_clearly(start):
     container = start()
     result = container.wait(timeout=60)
     assert result["StatusCode"] != 0
-    assert "admin password file" in container.logs().decode(errors="replace")
+    assert "first start needs LDAP_ADMIN_PASSWORD_HASH_FILE or LDAP_ADMIN_PASSWORD_FILE" in container.logs().decode(
+        errors="replace")
