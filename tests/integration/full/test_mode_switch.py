@@ -13,7 +13,7 @@ from stacklib import StackDeployment, clickhouse, http, qdrant, resolve_to_loopb
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[2]
-FULL_ONLY = ("localai", "litellm", "qdrant", "clickhouse", "kfuncdb", "docker-proxy")
+FULL_ONLY = ("localai", "litellm", "open-webui", "qdrant", "clickhouse", "kfuncdb", "docker-proxy")
 
 
 def local_inventory_vars() -> dict:
@@ -48,7 +48,7 @@ def test_every_full_mode_service_runs_healthy(stack):
 
 
 def test_every_ui_is_behind_sso_and_the_api_vhost_is_not(stack):
-    for host in ("litellm", "localai", "kfuncdb", "lam"):
+    for host in ("open-webui", "litellm", "localai", "kfuncdb", "lam"):
         response = stack.session().get(stack.url(host), headers={"Accept": "application/json",
                                                                    "X-Requested-With": "XMLHttpRequest"},
                                        allow_redirects=False)
