@@ -25,6 +25,7 @@ PLAYBOOK = "tests/integration/data_services/converge.yml"
 
 pytestmark = pytest.mark.integration
 
+
 @pytest.fixture(scope="module")
 def stack():
     deployment = StackDeployment(extra_vars=yaml.safe_load((HERE / "vars.yml").read_text()))

@@ -49,9 +49,8 @@ def test_every_full_mode_service_runs_healthy(stack):
 
 def test_every_ui_is_behind_sso_and_the_api_vhost_is_not(stack):
     for host in ("open-webui", "litellm", "localai", "kfuncdb", "lam"):
-        response = stack.session().get(stack.url(host), headers={"Accept": "application/json",
-                                                                   "X-Requested-With": "XMLHttpRequest"},
-                                       allow_redirects=False)
+        api_client = {"Accept": "application/json", "X-Requested-With": "XMLHttpRequest"}
+        response = stack.session().get(stack.url(host), headers=api_client, allow_redirects=False)
         assert response.status_code == 401, (host, response.status_code)
     # No SSO on the machine API: LiteLLM itself answers (and wants its key).
     response = stack.session().get(stack.url("api.litellm", "/v1/models"))

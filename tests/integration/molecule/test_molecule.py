@@ -75,19 +75,19 @@ def step_output(output: str, step: str) -> str:
 
 
 def test_the_scenario_passes(molecule_run):
-    returncode, output, _ = molecule_run
+    returncode, output, _unused = molecule_run
     assert returncode == 0, tail(output)
 
 
 def test_every_step_ran_and_succeeded(molecule_run):
-    _, output, _ = molecule_run
+    _unused, output, _unused = molecule_run
     for step in ("syntax", "converge", "idempotence", "verify", "destroy"):
         assert re.search(rf"^{SCENARIO} (?:>|➜) {step}: Executed: Successful", output, re.MULTILINE), \
             f"{step} did not pass\n{tail(output)}"
 
 
 def test_the_second_converge_changed_nothing(molecule_run):
-    _, output, _ = molecule_run
+    _unused, output, _unused = molecule_run
     assert "Idempotence test failed" not in output, tail(output)
     # The idempotence step's own recap (the last converge recap before verify) reports changed=0.
     recaps = re.findall(r"ok=\d+\s+changed=(\d+)\s+unreachable=0\s+failed=0", step_output(output, "idempotence"))
@@ -95,7 +95,7 @@ def test_the_second_converge_changed_nothing(molecule_run):
 
 
 def test_the_verifications_ran(molecule_run):
-    _, output, _ = molecule_run
+    _unused, output, _unused = molecule_run
     verify = step_output(output, "verify")
     for check in ("Assert every protected vhost redirects browsers", "Log bob in through Authelia",
                   "Assert the upstream saw Authelia's identity", "Assert only Caddy publishes ports",
@@ -107,12 +107,12 @@ def test_the_verifications_ran(molecule_run):
 def test_the_collection_came_from_this_checkout(molecule_run):
     """datamancy.stack must resolve to the checkout under test (./collections links to it), not to a copy
     installed elsewhere: the converge includes the roles' task files from that path."""
-    _, output, _ = molecule_run
+    _unused, output, _unused = molecule_run
     assert f"{REPO_ROOT}/collections/ansible_collections/datamancy/stack/roles/" in step_output(output, "converge"), \
         tail(output)
 
 
 def test_destroy_removed_what_the_scenario_created(molecule_run):
-    _, output, remaining = molecule_run
+    _unused, output, remaining = molecule_run
     assert remaining == [], remaining
     assert not WORKDIR.exists(), f"{WORKDIR} left behind"

@@ -153,7 +153,7 @@ class Browser:
     def _follow(self, url: str, limit: int = 10) -> requests.Response:
         """Follow redirects by hand, recording each hop, until a response that is not a redirect or the consent
         page of the portal (which a browser renders as an app: it has no server-side redirect)."""
-        for _ in range(limit):
+        for _attempt in range(limit):
             self.hops.append(url)
             response = self.session.get(url, allow_redirects=False, timeout=60)
             if response.status_code not in (301, 302, 303, 307, 308):

@@ -141,10 +141,10 @@ def test_docker_tools_read_through_the_proxy_url(fake_upstream):
     proxy = fake_upstream(respond)
     application = kapp.App({"KFUNCDB_ALLOW_CAPS": "host.docker.inspect", "KFUNCDB_DOCKER_URL": proxy.url},
                            plugins=[DockerInspectPlugin()])
-    listed, _ = application.registry.call("docker_list_containers", {})
+    listed, _unused = application.registry.call("docker_list_containers", {})
     assert listed == [{"id": "0123456789ab", "name": "web", "image": "img", "state": "running",
                        "status": "Up 1 minute"}]
-    logs, _ = application.registry.call("docker_container_logs", {"container": "web", "tail": 5})
+    logs, _unused = application.registry.call("docker_container_logs", {"container": "web", "tail": 5})
     assert logs["log"] == "line one\nline two\n"
     assert any("tail=5" in r["path"] for r in proxy.server.requests)
 

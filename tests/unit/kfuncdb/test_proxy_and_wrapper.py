@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -82,14 +81,14 @@ def wrapper(tmp_path):
     ("docker restart web", ["restart", "--", "web"]),
 ])
 def test_wrapper_runs_exactly_the_allowed_commands(wrapper, command, argv):
-    status, out, _ = wrapper(command)
+    status, out, _unused = wrapper(command)
     assert status == 0 and out["argv"] == argv
     assert out["env"] == ["LANG", "PATH"]  # nothing from the client's environment is passed on
 
 
 def test_wrapper_ignores_the_login_shell_arguments(wrapper):
     # sshd runs the forced command as `<shell> -c <command>`; the wrapper is the shell and acts on SSH data only.
-    status, out, _ = wrapper("docker ps", "-c", "/bin/sh -i")
+    status, out, _unused = wrapper("docker ps", "-c", "/bin/sh -i")
     assert status == 0 and out["argv"] == ["ps"]
 
 
