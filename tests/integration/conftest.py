@@ -100,6 +100,35 @@ def run_container(docker_client, harness_network):
             pass
 
 
+@pytest.fixture
+def start_container(docker_client, harness_network):
+    """Create a labelled container on the test's network, copy a tar archive in through the API (files owned and
+    moded exactly as the archive says, before the entrypoint first runs), then start it; removed after the test."""
+    made = []
+
+    def _start(image: str, hostname: str, archive: bytes | None = None, **kwargs):
+        container = docker_client.containers.create(
+            image,
+            name=f"{hostname}-{RUN_ID}-{uuid.uuid4().hex[:6]}",
+            hostname=hostname,
+            labels=TEST_LABEL,
+            network=harness_network.name,
+            **kwargs,
+        )
+        made.append(container)
+        if archive:
+            container.put_archive("/", archive)
+        container.start()
+        return container
+
+    yield _start
+    for container in made:
+        try:
+            container.remove(force=True, v=True)
+        except docker.errors.NotFound:  # already removed by the test
+            pass
+
+
 def pytest_collection_modifyitems(config, items):
     # Integration tests need the engine and the harness images; mark them so `-m "not integration"` skips them.
     for item in items:

@@ -65,28 +65,13 @@ def _wait_healthy(container, timeout: float = 60):
 
 
 @pytest.fixture
-def start(docker_client, harness_network):
+def start(start_container):
     """Create a Caddy container, copy files in through the API, start it; removed after the test."""
-    made = []
 
     def _start(files: dict[str, tuple[bytes, int, int]] | None = None, **kwargs):
-        container = docker_client.containers.create(
-            IMAGE,
-            name=f"caddy-{RUN_ID}-{secrets.token_hex(3)}",
-            hostname="caddy",
-            labels=TEST_LABEL,
-            network=harness_network.name,
-            **kwargs,
-        )
-        made.append(container)
-        if files:
-            container.put_archive("/", _tar(files))
-        container.start()
-        return container
+        return start_container(IMAGE, "caddy", _tar(files) if files else None, **kwargs)
 
-    yield _start
-    for container in made:
-        container.remove(force=True, v=True)
+    return _start
 
 
 @pytest.mark.integration

@@ -18,7 +18,7 @@ import time
 import pytest
 import requests
 
-from conftest import RUN_ID, TEST_LABEL, container_ip, local_image, wait_until
+from conftest import container_ip, local_image, wait_until
 
 IMAGE = local_image("lam")
 CONFIG_DIR = "var/lib/ldap-account-manager/config"
@@ -60,27 +60,11 @@ def _wait_healthy(container, timeout: float = 60):
 
 
 @pytest.fixture
-def start(docker_client, harness_network):
-    made = []
-
+def start(start_container):
     def _start(files: dict[str, str] | None = None, **kwargs):
-        container = docker_client.containers.create(
-            IMAGE,
-            name=f"lam-{RUN_ID}-{secrets.token_hex(3)}",
-            hostname="lam",
-            labels=TEST_LABEL,
-            network=harness_network.name,
-            **kwargs,
-        )
-        made.append(container)
-        if files:
-            container.put_archive("/", _tar(files))
-        container.start()
-        return container
+        return start_container(IMAGE, "lam", _tar(files) if files else None, **kwargs)
 
-    yield _start
-    for container in made:
-        container.remove(force=True, v=True)
+    return _start
 
 
 @pytest.mark.integration

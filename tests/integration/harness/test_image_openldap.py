@@ -153,33 +153,15 @@ def volumes(docker_client):
 
 
 @pytest.fixture
-def start(docker_client, harness_network):
+def start(start_container):
     """Create an OpenLDAP container, copy files in through the API, start it; removed after the test."""
-    made = []
 
     def _start(files: dict[str, tuple[bytes, int]] | None = None, **kwargs):
         # The image reads a hash file by default (the role's way); these tests hand it the plaintext variant.
         kwargs["environment"] = dict({"LDAP_ADMIN_PASSWORD_FILE": PASSWORD_PATH}, **kwargs.get("environment", {}))
-        container = docker_client.containers.create(
-            IMAGE,
-            name=f"ldap-{RUN_ID}-{secrets.token_hex(3)}",
-            hostname="ldap",
-            labels=TEST_LABEL,
-            network=harness_network.name,
-            **kwargs,
-        )
-        made.append(container)
-        if files:
-            container.put_archive("/", _tar(files))
-        container.start()
-        return container
+        return start_container(IMAGE, "ldap", _tar(files) if files else None, **kwargs)
 
-    yield _start
-    for container in made:
-        try:
-            container.remove(force=True, v=True)
-        except Exception:  # already removed by the test
-            pass
+    return _start
 
 
 @pytest.mark.integration
