@@ -1,0 +1,36 @@
+"""One full-mode deployment shared by every day-2 suite (audit, backup/restore, rotation, update).
+
+Deploying the whole platform costs minutes, so the suites in this package share it: each test leaves the
+deployment healthy and as it found it (or restores it in a ``finally``). Modules run in name order; the ones that
+change the most (restore, rotation, update) come last.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from stacklib import StackDeployment, resolve_to_loopback
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[2]
+
+
+def day2_vars() -> dict:
+    """inventories/local's image overrides (what scripts/deploy.sh deploys) plus this package's vars.yml."""
+    extra = yaml.safe_load((REPO / "inventories/local/group_vars/all/images.yml").read_text())
+    extra.update(yaml.safe_load((HERE / "vars.yml").read_text()))
+    return extra
+
+
+@pytest.fixture(scope="package")
+def full_stack():
+    deployment = StackDeployment(extra_vars=day2_vars())
+    try:
+        first = deployment.playbook("site.yml")
+        assert first.returncode == 0, first.output[-6000:]
+        with resolve_to_loopback(deployment.domain):
+            yield deployment
+    finally:
+        deployment.destroy()
