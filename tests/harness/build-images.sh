@@ -62,6 +62,22 @@ if [[ $# -eq 0 ]]; then
 else
   names=("$@")
 fi
+# Two lanes on two cores: Authelia's Go compile is CPU-bound and takes longest; the other builds mostly wait on
+# package downloads, so they run one after another beside it instead of after it.
+cpu_lane=() other_lane=()
 for name in "${names[@]}"; do
-  build_one "$name"
+  if [[ "$name" == authelia ]]; then cpu_lane+=("$name"); else other_lane+=("$name"); fi
 done
+build_lane() {
+  local name
+  for name in "$@"; do build_one "$name" || return 1; done
+}
+cpu_pid=
+if [[ ${#cpu_lane[@]} -gt 0 ]]; then
+  build_lane "${cpu_lane[@]}" &
+  cpu_pid=$!
+fi
+rc=0
+build_lane "${other_lane[@]}" || rc=1
+if [[ -n "$cpu_pid" ]]; then wait "$cpu_pid" || rc=1; fi
+exit "$rc"
