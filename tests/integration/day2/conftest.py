@@ -34,3 +34,20 @@ def full_stack():
             yield deployment
     finally:
         deployment.destroy()
+
+
+# The order the suites share the deployment in: the idempotence and mode-switch checks first, on a deployment
+# nothing else has touched yet; then the audit (read-mostly); then the suites that restore, rotate and update.
+MODULE_ORDER = ("test_full_mode", "test_audit", "test_backup_restore", "test_rotate", "test_update")
+
+
+def pytest_collection_modifyitems(items):
+    slots = [index for index, item in enumerate(items) if Path(str(item.fspath)).parent == HERE]
+    ours = [items[index] for index in slots]
+
+    def rank(item):
+        stem = Path(str(item.fspath)).stem
+        return MODULE_ORDER.index(stem) if stem in MODULE_ORDER else len(MODULE_ORDER)
+
+    for index, item in zip(slots, sorted(ours, key=rank)):
+        items[index] = item

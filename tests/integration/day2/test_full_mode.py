@@ -4,35 +4,18 @@ every volume keeps its data."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
-import yaml
 
-from stacklib import StackDeployment, clickhouse, http, qdrant, resolve_to_loopback
+from stacklib import StackDeployment, clickhouse, http, qdrant
 
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parents[2]
 FULL_ONLY = ("localai", "litellm", "open-webui", "qdrant", "clickhouse", "kfuncdb", "docker-proxy")
 
 
-def local_inventory_vars() -> dict:
-    """What inventories/local sets for images, so this test deploys exactly what scripts/deploy.sh deploys."""
-    return yaml.safe_load((REPO / "inventories/local/group_vars/all/images.yml").read_text())
-
-
-@pytest.fixture(scope="module")
-def stack():
-    extra = local_inventory_vars()
-    extra.update(yaml.safe_load((HERE / "vars.yml").read_text()))
-    deployment = StackDeployment(extra_vars=extra)
-    try:
-        first = deployment.playbook("site.yml")
-        assert first.returncode == 0, first.output[-6000:]
-        with resolve_to_loopback(deployment.domain):
-            yield deployment
-    finally:
-        deployment.destroy()
+@pytest.fixture(name="stack")
+def stack_fixture(full_stack):
+    """The day-2 package's shared full-mode deployment (conftest.py)."""
+    return full_stack
 
 
 def running(stack: StackDeployment) -> set[str]:
