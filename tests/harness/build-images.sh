@@ -58,7 +58,7 @@ build_one() {
 }
 
 if [[ $# -eq 0 ]]; then
-  mapfile -t names < <(find "$images_dir" -mindepth 2 -maxdepth 2 -name Dockerfile -printf '%h\n' | xargs -n1 basename | LC_ALL=C sort)
+  mapfile -t names < <(find -L "$images_dir" -mindepth 2 -maxdepth 2 -name Dockerfile -printf '%h\n' | xargs -n1 basename | LC_ALL=C sort)
 else
   names=("$@")
 fi
