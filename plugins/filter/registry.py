@@ -51,6 +51,28 @@ def _valid_cidr(entry):
     return True
 
 
+# Relaxations of the containers' hardening a service may declare, each only with a written reason (the audit
+# fails on any it finds undeclared): the flag's value that relaxes, and its reason key.
+RELAXATIONS = {
+    "run_as_root": (True, "run_as_root_reason"),
+    "docker_socket": (True, "docker_socket_reason"),
+    "no_new_privileges": (False, "no_new_privileges_reason"),
+}
+
+
+def _relaxation_errors(where, service):
+    errors = []
+    cap_add = service.get("cap_add") or []
+    if not isinstance(cap_add, list) or not all(re.match(r"^[A-Z_]+$", str(cap)) for cap in cap_add):
+        errors.append(f"{where}: cap_add must be a list of capability names like NET_BIND_SERVICE")
+    elif cap_add and not str(service.get("cap_add_reason", "")).strip():
+        errors.append(f"{where}: cap_add needs a cap_add_reason saying why")
+    for key, (relaxed, reason) in RELAXATIONS.items():
+        if key in service and _flag(service[key], not relaxed) == relaxed and not str(service.get(reason, "")).strip():
+            errors.append(f"{where}: {key}: {str(relaxed).lower()} needs a {reason} saying why")
+    return errors
+
+
 def registry_errors(services, ingress="caddy"):
     """Every rule the registry must satisfy, as a list of human-readable errors (empty when valid)."""
     errors = []
@@ -71,6 +93,7 @@ def registry_errors(services, ingress="caddy"):
         unknown = sorted(set(networks) - set(KNOWN_NETWORKS))
         if unknown:
             errors.append(f"{where}: unknown network(s) {', '.join(unknown)}")
+        errors.extend(_relaxation_errors(where, service))
         vhosts = service.get("vhosts", [])
         if vhosts and not set(networks) & ingress_networks and name != ingress:
             errors.append(
@@ -135,6 +158,7 @@ def registry_vhosts(services, domain):
                     "allowlist": _allowlist_entries(vhost.get("allowlist")),
                     "mtls": _flag(vhost.get("mtls"), False),
                     "public_reason": vhost.get("public_reason", ""),
+                    "audit_path": vhost.get("audit_path", "/"),
                 }
             )
     return sorted(vhosts, key=lambda item: item["fqdn"])
@@ -213,6 +237,46 @@ def authelia_access_rules(vhosts, admin_group="admins", user_groups=("admins", "
     return rules
 
 
+BACKUP_KINDS = ("none", "sqlite", "ldif", "clickhouse", "qdrant")
+
+
+def registry_backup_volumes(services, volume_prefix="", base_dir=""):
+    """The volumes the backup copies (``backup: true``) of ``services`` (pass the active ones), with how.
+
+    ``source`` is the docker volume (``<volume_prefix><name>``) or the bind directory
+    (``<base_dir>/<service>/<name>``), ``path`` where the service mounts it; ``files`` says whether the backup reads the volume's files (kinds ``none``
+    and ``sqlite``) or goes through the service's interface (``ldif``, ``clickhouse``, ``qdrant``)."""
+    volumes = []
+    for service, spec in services.items():
+        for volume in spec.get("volumes", []):
+            if not _flag(volume.get("backup"), False):
+                continue
+            kind = volume.get("consistency", "none")
+            if kind not in BACKUP_KINDS:
+                raise AnsibleFilterError(
+                    f"service '{service}' volume '{volume.get('name')}': consistency must be one of "
+                    f"{', '.join(BACKUP_KINDS)}, got '{kind}'")
+            bind = volume.get("type", "volume") == "bind"
+            volumes.append({
+                "service": service,
+                "name": volume["name"],
+                "kind": kind,
+                "type": "bind" if bind else "volume",
+                "source": f"{base_dir}/{service}/{volume['name']}" if bind else f"{volume_prefix}{volume['name']}",
+                "path": volume.get("path", ""),
+                "files": kind in ("none", "sqlite"),
+            })
+    return volumes
+
+
+def registry_backup_mounts(volumes, root="/src", read_only=True):
+    """Docker mounts of ``registry_backup_volumes`` entries at ``<root>/<service>/<name>`` (an empty ``root``: at
+    the path the service itself mounts them)."""
+    return [{"type": v["type"], "source": v["source"],
+             "target": f"{root}/{v['service']}/{v['name']}" if root else v["path"], "read_only": read_only}
+            for v in volumes]
+
+
 class FilterModule:
     """Ansible filter plugin entry point."""
 
@@ -224,4 +288,6 @@ class FilterModule:
             "registry_networks": registry_networks,
             "registry_oidc_clients": registry_oidc_clients,
             "authelia_access_rules": authelia_access_rules,
+            "registry_backup_volumes": registry_backup_volumes,
+            "registry_backup_mounts": registry_backup_mounts,
         }

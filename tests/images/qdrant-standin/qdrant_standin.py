@@ -29,6 +29,8 @@ Configuration (environment, Qdrant's own names where Qdrant has one):
   QDRANT__STORAGE__STORAGE_PATH  default /qdrant/storage (one JSON file per collection, atomic writes)
 """
 
+import email.parser
+import hashlib
 import hmac
 import json
 import math
@@ -48,6 +50,14 @@ MAX_BODY = 64 * 1024 * 1024
 OPEN_PATHS = {"/healthz", "/livez", "/readyz"}
 NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,255}$")
 DISTANCES = {"Cosine", "Dot", "Euclid", "Manhattan"}
+
+
+class RawReply:
+    """A reply that is not Qdrant's JSON envelope (a snapshot download)."""
+
+    def __init__(self, data, content_type="application/octet-stream"):
+        self.data = data
+        self.content_type = content_type
 
 
 class ApiError(Exception):
@@ -91,6 +101,7 @@ class Store:
         os.makedirs(self.dir, exist_ok=True)
         self.lock = threading.Lock()
         self.collections = {}
+        self.snapshots = {}
         self.operation_id = 0
         for entry in sorted(os.listdir(self.dir)):
             if entry.endswith(".json"):
@@ -330,6 +341,9 @@ class Handler(BaseHTTPRequestHandler):
                 self._send(401, "Must provide an API key or an Authorization bearer token", "text/plain; charset=utf-8")
                 return
             result = self._route(path)
+            if isinstance(result, RawReply):
+                self._send(200, result.data, result.content_type)
+                return
             self._json(200, {"result": result, "status": "ok", "time": round(time.monotonic() - started, 6)})
         except ApiError as exc:
             self._json(exc.status, {"status": {"error": exc.message}, "time": round(time.monotonic() - started, 6)})
@@ -356,8 +370,11 @@ class Handler(BaseHTTPRequestHandler):
         if not NAME_RE.match(name):
             raise ApiError(400, f"Wrong input: invalid collection name `{name}`")
         rest = parts[2:]
-        body = self._read_body() if method in ("PUT", "POST", "PATCH", "DELETE") else {}
         store = self.store
+        if rest[:1] == ["snapshots"]:
+            with store.lock:
+                return self._snapshots(name, rest[1:], method)
+        body = self._read_body() if method in ("PUT", "POST", "PATCH", "DELETE") else {}
         with store.lock:
             if not rest:
                 if method == "PUT":
@@ -390,6 +407,62 @@ class Handler(BaseHTTPRequestHandler):
                         raise ApiError(404, f"Not found: No point with id {action[0]} found")
                     return record(point, True, True)
         raise ApiError(404, f"Not found: {method} {path} is not implemented by qdrant-standin")
+
+    # Snapshots (Qdrant's paths and reply shapes). Kept in memory, not on disk: the stand-in's snapshot is its
+    # own JSON format, not Qdrant's tar archive, and only ever read back by this stand-in.
+    def _snapshots(self, name, action, method):
+        snapshots = self.store.snapshots.setdefault(name, {})
+        if action == [] and method == "POST":
+            collection = self.store.get(name)
+            data = json.dumps({"format": "qdrant-standin-snapshot/1", "collection": collection},
+                              separators=(",", ":")).encode()
+            created = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())
+            snap = f"{name}-{len(snapshots) + 1}-{created.replace(':', '-')}.snapshot"
+            snapshots[snap] = {"data": data, "creation_time": created}
+            return self._snapshot_info(snap, snapshots[snap])
+        if action == [] and method == "GET":
+            self.store.get(name)
+            return [self._snapshot_info(n, s) for n, s in sorted(snapshots.items())]
+        if action == ["upload"] and method == "POST":
+            return self._recover(name, self._multipart_file("snapshot"))
+        if len(action) == 1 and method in ("GET", "DELETE"):
+            if action[0] not in snapshots:
+                raise ApiError(404, f"Not found: Snapshot {action[0]} not found")
+            if method == "GET":
+                return RawReply(snapshots[action[0]]["data"])
+            del snapshots[action[0]]
+            return True
+        raise ApiError(404, f"Not found: {method} snapshots/{'/'.join(action)} is not implemented by qdrant-standin")
+
+    @staticmethod
+    def _snapshot_info(name, snap):
+        return {"name": name, "creation_time": snap["creation_time"], "size": len(snap["data"]),
+                "checksum": hashlib.sha256(snap["data"]).hexdigest()}
+
+    def _multipart_file(self, field):
+        content_type = self.headers.get("Content-Type", "")
+        if not content_type.startswith("multipart/form-data"):
+            raise ApiError(400, "Wrong input: expected multipart/form-data with a `snapshot` file")
+        message = email.parser.BytesParser().parsebytes(
+            f"Content-Type: {content_type}\r\n\r\n".encode() + self._raw_body)
+        for part in message.get_payload() if message.is_multipart() else []:
+            if part.get_param("name", header="content-disposition") == field:
+                return part.get_payload(decode=True)
+        raise ApiError(400, f"Wrong input: no `{field}` file in the form")
+
+    def _recover(self, name, data):
+        """Replace (or create) the collection with the snapshot's content, like Qdrant's recovery."""
+        try:
+            snapshot = json.loads(data)
+            collection = snapshot["collection"]
+        except (ValueError, KeyError, TypeError):
+            raise ApiError(400, "Wrong input: not a qdrant-standin snapshot") from None
+        if snapshot.get("format") != "qdrant-standin-snapshot/1":
+            raise ApiError(400, "Wrong input: not a qdrant-standin snapshot")
+        collection = dict(collection, name=name)
+        self.store.collections[name] = collection
+        self.store.persist(name)
+        return True
 
     def _create(self, name, body):
         vectors = body.get("vectors")

@@ -162,6 +162,42 @@ def test_qdrant_standin_api_auth_and_persistence(start, harness_network, docker_
     assert container.exec_run(["id", "-u"]).output.decode().strip() == STANDIN_UID
 
 
+def test_qdrant_standin_snapshots_like_qdrant(start, harness_network):
+    """The snapshot calls the backup role makes (Qdrant's paths and reply shapes): create, list, download, delete,
+    and recovery by upload, which replaces the collection's content."""
+    key = secrets.token_urlsafe(24)
+    container = start(QDRANT_IMAGE, "qdrant-snap", environment={"QDRANT__SERVICE__API_KEY": key})
+    _wait_healthy(container)
+    base = f"http://{container_ip(container, harness_network.name)}:6333"
+    auth = {"api-key": key}
+    requests.put(f"{base}/collections/docs", json={"vectors": {"size": 2, "distance": "Dot"}}, headers=auth, timeout=5)
+    points = [{"id": 1, "vector": [1, 0], "payload": {"n": 1}}, {"id": 2, "vector": [0, 1]}]
+    requests.put(f"{base}/collections/docs/points?wait=true", json={"points": points}, headers=auth, timeout=5)
+
+    assert requests.post(f"{base}/collections/docs/snapshots", timeout=5).status_code == 401
+    created = requests.post(f"{base}/collections/docs/snapshots?wait=true", headers=auth, timeout=5).json()["result"]
+    assert set(created) == {"name", "creation_time", "size", "checksum"} and created["name"].endswith(".snapshot")
+    listed = requests.get(f"{base}/collections/docs/snapshots", headers=auth, timeout=5).json()["result"]
+    assert [s["name"] for s in listed] == [created["name"]]
+    download = requests.get(f"{base}/collections/docs/snapshots/{created['name']}", headers=auth, timeout=5)
+    assert download.status_code == 200 and download.headers["Content-Type"] == "application/octet-stream"
+    assert hashlib.sha256(download.content).hexdigest() == created["checksum"]
+    assert requests.delete(f"{base}/collections/docs/snapshots/{created['name']}", headers=auth, timeout=5).json()["result"]
+    assert requests.get(f"{base}/collections/docs/snapshots", headers=auth, timeout=5).json()["result"] == []
+
+    # Recovery replaces whatever the collection holds now, and creates a missing one.
+    requests.post(f"{base}/collections/docs/points/delete?wait=true", json={"points": [1, 2]}, headers=auth, timeout=5)
+    for name in ("docs", "copy"):
+        upload = requests.post(f"{base}/collections/{name}/snapshots/upload?priority=snapshot&wait=true", headers=auth,
+                               files={"snapshot": ("docs.snapshot", download.content)}, timeout=5)
+        assert upload.status_code == 200 and upload.json()["result"] is True, upload.text
+        count = requests.post(f"{base}/collections/{name}/points/count", json={}, headers=auth, timeout=5)
+        assert count.json()["result"] == {"count": 2}
+    refused = requests.post(f"{base}/collections/docs/snapshots/upload", headers=auth,
+                            files={"snapshot": ("x.snapshot", b"not a snapshot")}, timeout=5)
+    assert refused.status_code == 400
+
+
 # --- localai-standin --------------------------------------------------------------------------------------
 
 WEATHER_TOOL = {
