@@ -1,0 +1,88 @@
+"""playbooks/rotate_secrets.yml against the shared full-mode deployment: rotating Authelia's session secret logs a
+real session out and restarts Authelia only; never-rotate and unknown secrets are refused before any change."""
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from stacklib import StackDeployment
+
+from .platform_checks import authelia_healthy, login
+
+pytestmark = pytest.mark.integration
+
+
+def started(stack: StackDeployment) -> dict[str, str]:
+    return {c.name.removeprefix(stack.prefix): c.attrs["State"]["StartedAt"] for c in stack.containers()}
+
+
+def reported(output: str, key: str) -> list[str]:
+    """A list from the playbook's final report (the debug task's JSON)."""
+    match = re.search(rf'"{key}": (\[[^\]]*\])', output)
+    assert match, f"no {key} in the report"
+    return json.loads(match.group(1))
+
+
+def authenticated(stack: StackDeployment, session) -> bool:
+    """Does Authelia still know the session? Asked of its API and of a forward-auth'd vhost through Caddy."""
+    info = session.get(stack.url("auth", "/api/user/info"), timeout=10)
+    vhost = session.get(stack.url("litellm", "/"), allow_redirects=False, timeout=30)
+    # Caddy's forward_auth sends an unauthenticated browser to the portal (its port is the public one, not ours).
+    redirected_to_login = vhost.status_code == 401 or (
+        vhost.status_code in (302, 303, 307) and vhost.headers.get("Location", "").startswith(f"https://auth.{stack.domain}"))
+    if info.status_code == 200:
+        assert info.json()["data"]["display_name"] == "Carol User"
+        assert not redirected_to_login, (vhost.status_code, vhost.headers)
+        return True
+    assert info.status_code in (401, 403), info.text
+    assert redirected_to_login, (vhost.status_code, vhost.headers)
+    return False
+
+
+def test_rotating_the_session_secret_logs_users_out(full_stack):
+    session = login(full_stack)
+    assert session is not None
+    assert authenticated(full_stack, session)
+    old_value = full_stack.read_secret("authelia_session_secret")
+    before = started(full_stack)
+
+    run = full_stack.playbook("playbooks/rotate_secrets.yml", rotate_secrets=["authelia_session_secret"])
+
+    assert run.returncode == 0, run.output[-4000:]
+    assert full_stack.read_secret("authelia_session_secret") != old_value
+    # The held cookie no longer authenticates, Authelia is healthy and a fresh login works.
+    assert not authenticated(full_stack, session)
+    assert authelia_healthy(full_stack)
+    session = login(full_stack)
+    assert session is not None and authenticated(full_stack, session)
+    # Authelia alone was restarted; every other container kept running.
+    after = started(full_stack)
+    assert after["authelia"] != before["authelia"]
+    assert {k: v for k, v in after.items() if k != "authelia"} == {k: v for k, v in before.items() if k != "authelia"}
+    assert reported(run.output, "restarted") == ["authelia"]
+    assert reported(run.output, "rotated") == ["authelia_session_secret"]
+
+
+def test_a_never_rotate_secret_is_refused(full_stack):
+    store = full_stack.store_snapshot()
+    before = started(full_stack)
+
+    run = full_stack.playbook("playbooks/rotate_secrets.yml", rotate_secrets=["authelia_storage_encryption_key"])
+
+    assert run.returncode != 0
+    assert "Refused, nothing was changed: authelia_storage_encryption_key never rotates" in run.output
+    assert "rotate_force=true" in run.output
+    assert full_stack.store_snapshot() == store
+    assert started(full_stack) == before
+
+
+def test_unknown_secrets_and_rotate_all_with_names_are_refused(full_stack):
+    store = full_stack.store_snapshot()
+    run = full_stack.playbook("playbooks/rotate_secrets.yml", rotate_secrets=["no_such_secret"])
+    assert run.returncode != 0
+    assert "Nothing was changed" in run.output and "no_such_secret" in run.output
+    run = full_stack.playbook("playbooks/rotate_secrets.yml", rotate_secrets=["redis_password"], rotate_all=True)
+    assert run.returncode != 0 and "not both" in run.output
+    assert full_stack.store_snapshot() == store
