@@ -82,6 +82,8 @@ PY
 
 ensure_engine() {
   bash "$DATAMANCY_ROOT/tests/harness/engine.sh" start
+  # Debian's docker-compose validates playbooks/export_compose.yml's output (tests) and is bench/'s baseline.
+  apt_install docker-compose
 }
 
 ensure_images() {
