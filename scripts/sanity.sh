@@ -144,8 +144,9 @@ check_docs() {
   local m out
   for m in plugins/modules/*.py; do
     m=$(basename "$m" .py)
-    # ansible-doc exits 0 on some rendering problems and only warns: treat any warning as a failure.
-    out=$(ANSIBLE_COLLECTIONS_PATH="$1" ansible-doc -t module "datamancy.stack.$m" 2>&1 >/dev/null) ||
+    # ansible-doc exits 0 on some rendering problems and only warns: treat any warning as a failure. The pinned
+    # dependencies are on the path: a module may use their documentation fragments.
+    out=$(ANSIBLE_COLLECTIONS_PATH="$1:$CACHE/collections" ansible-doc -t module "datamancy.stack.$m" 2>&1 >/dev/null) ||
       fail "ansible-doc -t module datamancy.stack.$m: $out"
     [[ -z "$out" ]] || fail "ansible-doc -t module datamancy.stack.$m warned: $out"
   done

@@ -18,6 +18,9 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 for candidate in [REPO_ROOT / "collections"] + list(REPO_ROOT.parents)[2:3]:
     if (candidate / "ansible_collections" / "datamancy" / "stack").exists() and str(candidate) not in sys.path:
         sys.path.insert(0, str(candidate))
+# The pinned dependencies (community.docker's module_utils, which some modules build on): scripts/lib/setup.sh.
+if (REPO_ROOT / ".cache" / "collections").is_dir():
+    sys.path.append(str(REPO_ROOT / ".cache" / "collections"))
 
 from ansible.module_utils import basic  # noqa: E402
 from ansible.module_utils.testing import patch_module_args  # noqa: E402
