@@ -10,6 +10,7 @@ removes them too.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import shlex
 import subprocess
@@ -202,20 +203,37 @@ def bench_baselines(stack: StackDeployment, compose_file: Path, mode: str) -> di
     return results
 
 
+TARGET_HOST_IMAGE = "datamancy-test/target-host:local"
+
+
+def start_target_host(stack: StackDeployment) -> str:
+    """A managed host as a container: Debian with the modules' Python libraries (tests/images/target-host), the
+    machine's engine through its socket, and the deployment's directories at the same paths (the engine resolves
+    bind mounts on this machine, not in the container). Named with the deployment's prefix, so destroy() removes it."""
+    name = f"{stack.prefix}target"
+    stack.docker.containers.run(
+        TARGET_HOST_IMAGE, name=name, hostname=name, detach=True,
+        volumes={"/var/run/docker.sock": {"bind": "/var/run/docker.sock", "mode": "rw"},
+                 str(stack.workdir): {"bind": str(stack.workdir), "mode": "rw"}})
+    return name
+
+
 def scale_inventory(stacks: list[StackDeployment], path: Path) -> None:
+    """One inventory host per deployment, reached with `docker exec` (the docker connection) in its container."""
     hosts = {}
     for index, stack in enumerate(stacks):
         stack.write_vars()
-        # As inventories/local: the engine is this machine's, not managed by the play.
-        host = dict(yaml.safe_load(stack.vars_file.read_text()), ansible_connection="local",
-                    ansible_python_interpreter="{{ ansible_playbook_python }}", docker_host_manage_engine=False)
+        host = dict(yaml.safe_load(stack.vars_file.read_text()), ansible_connection="docker",
+                    ansible_host=start_target_host(stack), ansible_python_interpreter="/usr/bin/python3",
+                    docker_host_manage_engine=False)
         hosts[f"bench{index}"] = host
     path.write_text(yaml.safe_dump({"all": {"hosts": hosts}}))
 
 
 def bench_scale(counts: list[int]) -> dict[int, float]:
     """The representative play (bench/scale.yml: networks + Redis, with its secret, config, secret file, hardened
-    container and health wait) cold against N inventory hosts at once, each with its own prefix, ports and dirs."""
+    container and health wait) cold against N target hosts (containers) at once, each with its own prefix, ports
+    and directories; forks = N."""
     results = {}
     for count in counts:
         stacks = [StackDeployment(extra_vars=harness_vars("bootstrap")) for dummy in range(count)]
@@ -262,6 +280,14 @@ def main() -> None:
                     f"{seconds:.1f} s, changed={run.changed}, {task_count(run)} tasks")
                 for name, secs in slowest(run):
                     row("  slowest task", f"{secs:.2f} s {name}")
+                # The same without Mitogen: what a controller without the package (or ANSIBLE_STRATEGY=linear) gets.
+                os.environ["ANSIBLE_STRATEGY"] = "ansible.builtin.linear"
+                try:
+                    seconds, run = converge(stack)
+                finally:
+                    del os.environ["ANSIBLE_STRATEGY"]
+                row(f"ansible no-op re-run, {mode}, plain linear strategy",
+                    f"{seconds:.1f} s, changed={run.changed}, {task_count(run)} tasks")
             if "compose" in parts:
                 compose_file = stack.workdir / "docker-compose.yml"
                 seconds, run = converge(stack, "playbooks/export_compose.yml", stack_compose_file=str(compose_file))

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Measures convergence speed against docker-compose and a plain `docker run` loop (docs/benchmark.md).
-#   bench/run.sh                      everything (about 20 minutes on 2 cores)
+#   bench/run.sh                      everything (about 5 minutes on an idle 2-core machine)
 #   bench/run.sh --only noop          one part: cold, noop, compose, scale
 #   bench/run.sh --only scale --hosts 1,4
 # Uses the project's set-up (virtualenv, collections, engine, harness images, Debian's docker-compose) and

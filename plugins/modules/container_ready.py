@@ -20,7 +20,7 @@ description:
     its status catches up at its next scheduled check.
   - With O(wait_for=docker) it waits for Docker's own status C(healthy), for all O(names) at once, so the end of a
     play pays for the longest interval once instead of every interval in turn.
-  - A container that is not running is polled until O(timeout), unless it is crashing in a loop: once Docker
+  - A container that is not running is polled until O(timeout), unless it is crashing in a loop. Once Docker
     restarted it twice while this module waited, or it exited and its restart policy will not start it again, the
     module fails at once. The failure names its state, exit code and restart count.
 author:
