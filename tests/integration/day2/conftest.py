@@ -37,8 +37,10 @@ def full_stack():
 
 
 # The order the suites share the deployment in: the idempotence and mode-switch checks first, on a deployment
-# nothing else has touched yet; then the audit (read-mostly); then the suites that restore, rotate and update.
-MODULE_ORDER = ("test_full_mode", "test_audit", "test_backup_restore", "test_rotate", "test_update")
+# nothing else has touched yet; then the audit (read-mostly); then the suites that restore, rotate and update; the
+# uninstall last (it leaves the deployment purged).
+MODULE_ORDER = ("test_full_mode", "test_audit", "test_backup_restore", "test_rotate", "test_update",
+                "test_export_compose", "test_uninstall")
 
 
 def pytest_collection_modifyitems(items):
