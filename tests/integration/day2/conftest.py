@@ -40,7 +40,7 @@ def full_stack():
 # nothing else has touched yet; then the audit (read-mostly); then the suites that restore, rotate and update; the
 # uninstall last (it leaves the deployment purged).
 MODULE_ORDER = ("test_full_mode", "test_audit", "test_backup_restore", "test_rotate", "test_update",
-                "test_export_compose", "test_uninstall")
+                "test_export_compose", "test_backup_sftp", "test_uninstall")
 
 
 def pytest_collection_modifyitems(items):

@@ -151,7 +151,7 @@ def ensure_repository(config: dict) -> bool:
 
 
 def redact(repository: str) -> str:
-    """A repository URL without credentials (s3/rest URLs may carry user:password@)."""
+    """A repository URL, or a message naming one, without credentials (s3/rest URLs may carry user:password@)."""
     return re.sub(r"//[^/@]+@", "//***@", repository)
 
 
@@ -422,7 +422,8 @@ def run_backup(config: dict) -> dict:
                *retention_args(config["keep"]))
         status.update(ok=True, snapshot_id=snapshot)
     except Exception as error:  # pylint: disable=broad-exception-caught  # the status must say why, always
-        status["error"] = f"{type(error).__name__}: {error}" if not isinstance(error, BackupError) else str(error)
+        # Without credentials: a remote repository's URL in restic's message may carry user:password@.
+        status["error"] = redact(f"{type(error).__name__}: {error}" if not isinstance(error, BackupError) else str(error))
         log(f"backup failed: {error}")
     finally:
         if os.path.isdir("/dump"):
@@ -677,7 +678,7 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(report))
             return 0 if all(r["ok"] for r in report.values()) else 3
     except (BackupError, OSError, ValueError, subprocess.CalledProcessError, sqlite3.Error) as error:
-        log(f"{args.command} failed: {error}")
+        log(f"{args.command} failed: {redact(str(error))}")
         return 2
     return 0
 
