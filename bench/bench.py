@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import docker
@@ -26,6 +27,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "lib"))
 
 from stacklib import ANSIBLE_PLAYBOOK, StackDeployment  # noqa: E402  pylint: disable=wrong-import-position
+
+from engines import TargetEngine  # noqa: E402  pylint: disable=wrong-import-position
 
 PROFILE = re.compile(r"^(.+?) -{2,} (\d+\.\d+)s$", re.MULTILINE)
 HEALTH_TIMEOUT = 600
@@ -206,41 +209,57 @@ def bench_baselines(stack: StackDeployment, compose_file: Path, mode: str) -> di
 TARGET_HOST_IMAGE = "datamancy-test/target-host:local"
 
 
-def start_target_host(stack: StackDeployment) -> str:
-    """A managed host as a container: Debian with the modules' Python libraries (tests/images/target-host), the
-    machine's engine through its socket, and the deployment's directories at the same paths (the engine resolves
-    bind mounts on this machine, not in the container). Named with the deployment's prefix, so destroy() removes it."""
+def start_target_host(stack: StackDeployment, engine: TargetEngine) -> str:
+    """A managed host as a container: Debian with the modules' Python libraries (tests/images/target-host), its
+    own engine (bench/engines.py) as /var/run/docker.sock, and the deployment's directories at the same paths (the
+    engine resolves bind mounts on this machine, not in the container). The container itself runs on the machine's
+    engine, named with the deployment's prefix, so destroy() removes it."""
     name = f"{stack.prefix}target"
     stack.docker.containers.run(
         TARGET_HOST_IMAGE, name=name, hostname=name, detach=True,
-        volumes={"/var/run/docker.sock": {"bind": "/var/run/docker.sock", "mode": "rw"},
+        volumes={str(engine.socket): {"bind": "/var/run/docker.sock", "mode": "rw"},
                  str(stack.workdir): {"bind": str(stack.workdir), "mode": "rw"}})
     return name
 
 
-def scale_inventory(stacks: list[StackDeployment], path: Path) -> None:
+def scale_inventory(stacks: list[StackDeployment], engines: list[TargetEngine], path: Path) -> None:
     """One inventory host per deployment, reached with `docker exec` (the docker connection) in its container."""
     hosts = {}
-    for index, stack in enumerate(stacks):
+    for index, (stack, engine) in enumerate(zip(stacks, engines)):
         stack.write_vars()
         host = dict(yaml.safe_load(stack.vars_file.read_text()), ansible_connection="docker",
-                    ansible_host=start_target_host(stack), ansible_python_interpreter="/usr/bin/python3",
+                    ansible_host=start_target_host(stack, engine), ansible_python_interpreter="/usr/bin/python3",
                     docker_host_manage_engine=False)
         hosts[f"bench{index}"] = host
     path.write_text(yaml.safe_dump({"all": {"hosts": hosts}}))
 
 
+def start_engines(engines: list[TargetEngine], images: list[str]) -> None:
+    """Every target host's dockerd, started and loaded before the clock starts (a few at a time: a start and a
+    load take a few seconds each)."""
+    def ready(engine: TargetEngine) -> None:
+        engine.start()
+        engine.load(images)
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        futures = [pool.submit(ready, engine) for engine in engines]
+    for future in futures:
+        future.result()
+
+
 def bench_scale(counts: list[int]) -> dict[int, float]:
     """The representative play (bench/scale.yml: networks + Redis, with its secret, config, secret file, hardened
-    container and health wait) cold against N target hosts (containers) at once, each with its own prefix, ports
-    and directories; forks = N."""
+    container and health wait) cold against N target hosts (containers, each with its own engine) at once, each
+    with its own prefix, ports and directories; forks = N."""
     results = {}
     for count in counts:
         stacks = [StackDeployment(extra_vars=harness_vars("bootstrap")) for dummy in range(count)]
+        engines = [TargetEngine(index) for index in range(count)]
         try:
+            start_engines(engines, [stacks[0].vars["redis_image"]])
             with tempfile.TemporaryDirectory() as tmp:
                 inventory = Path(tmp) / "hosts.yml"
-                scale_inventory(stacks, inventory)
+                scale_inventory(stacks, engines, inventory)
                 start = time.monotonic()
                 run = subprocess.run([ANSIBLE_PLAYBOOK, "-i", str(inventory), "bench/scale.yml",
                                       "-f", str(max(count, 1))], cwd=REPO, capture_output=True, text=True, check=False)
@@ -249,6 +268,9 @@ def bench_scale(counts: list[int]) -> dict[int, float]:
                 if run.returncode != 0:
                     raise SystemExit(f"scale run with {count} hosts failed:\n{(run.stdout + run.stderr)[-4000:]}")
         finally:
+            # The engines first: their containers hold bind mounts of the deployments' directories.
+            for engine in engines:
+                engine.stop()
             for stack in stacks:
                 stack.destroy()
     return results
