@@ -82,8 +82,9 @@ PY
 
 ensure_engine() {
   bash "$DATAMANCY_ROOT/tests/harness/engine.sh" start
-  # Debian's docker-compose validates playbooks/export_compose.yml's output (tests) and is bench/'s baseline.
-  apt_install docker-compose
+  # Debian's docker-compose validates playbooks/export_compose.yml's output (tests) and is bench/'s baseline;
+  # bench/engines.py makes a bridge per target host engine with iproute2's ip.
+  apt_install docker-compose iproute2
 }
 
 ensure_images() {
