@@ -111,7 +111,7 @@ class TargetEngine:
             try:
                 pid = int(self.pidfile.read_text())
                 subprocess.run(["kill", str(pid)], check=False, capture_output=True)
-                for _ in range(60):
+                for dummy in range(60):
                     if not Path(f"/proc/{pid}").exists():
                         break
                     time.sleep(0.5)
