@@ -14,7 +14,9 @@ What keeps such an engine from disturbing the machine's own one:
 """
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -57,13 +59,14 @@ class TargetEngine:
         _ip("link", "add", "name", self.bridge, "type", "bridge")
         _ip("addr", "add", f"10.209.{self.index}.1/24", "dev", self.bridge)
         _ip("link", "set", self.bridge, "up")
-        log = (self.root / "dockerd.log").open("w")
-        self.process = subprocess.Popen(
-            ["dockerd", "--data-root", str(self.root / "data"), "--exec-root", str(self.exec_root),
-             "--host", self.url, "--pidfile", str(self.pidfile), "--bridge", self.bridge,
-             "--iptables=false", "--ip-masq=false",
-             "--default-address-pool", f"base=10.210.{self.index * 16}.0/20,size=24"],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+        # The daemon keeps its own copy of the log's descriptor; ours is closed once it runs.
+        with (self.root / "dockerd.log").open("w") as log:
+            self.process = subprocess.Popen(
+                ["dockerd", "--data-root", str(self.root / "data"), "--exec-root", str(self.exec_root),
+                 "--host", self.url, "--pidfile", str(self.pidfile), "--bridge", self.bridge,
+                 "--iptables=false", "--ip-masq=false",
+                 "--default-address-pool", f"base=10.210.{self.index * 16}.0/20,size=24"],
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
         deadline = time.monotonic() + START_TIMEOUT
         while True:
             try:
@@ -110,12 +113,12 @@ class TargetEngine:
         if self.pidfile.exists():
             try:
                 pid = int(self.pidfile.read_text())
-                subprocess.run(["kill", str(pid)], check=False, capture_output=True)
+                os.kill(pid, signal.SIGTERM)
                 for dummy in range(60):
                     if not Path(f"/proc/{pid}").exists():
                         break
                     time.sleep(0.5)
-            except ValueError:
+            except (ValueError, ProcessLookupError):
                 pass
             self.pidfile.unlink(missing_ok=True)
         _ip("link", "del", self.bridge, check=False)
