@@ -20,6 +20,7 @@ FORWARD_AUTH_POLICIES = ("sso", "sso_admins")
 KNOWN_NETWORKS = ("frontend", "backend", "database")
 _UPSTREAM = re.compile(r"^[a-z0-9][a-z0-9_.-]*:[0-9]{1,5}$")
 _HOST_LABELS = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)(\.(?!-)[a-z0-9-]{1,63}(?<!-))*$")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 def _allowlist_entries(value):
@@ -73,6 +74,21 @@ def _relaxation_errors(where, service):
     return errors
 
 
+def _secret_env_errors(where, service):
+    """secret_env maps environment variables to secrets the service lists (so a rotation restarts it)."""
+    secret_env = service.get("secret_env", {})
+    if not isinstance(secret_env, dict):
+        return [f"{where}: secret_env must map environment variable names to secret names"]
+    errors = []
+    listed = set(service.get("secrets", []))
+    for variable, secret in secret_env.items():
+        if not _ENV_NAME.fullmatch(str(variable)):
+            errors.append(f"{where}: secret_env variable '{variable}' is not an environment variable name")
+        if secret not in listed:
+            errors.append(f"{where}: secret_env '{variable}' names '{secret}', which its secrets do not list")
+    return errors
+
+
 def registry_errors(services, ingress="caddy"):
     """Every rule the registry must satisfy, as a list of human-readable errors (empty when valid)."""
     errors = []
@@ -94,6 +110,7 @@ def registry_errors(services, ingress="caddy"):
         if unknown:
             errors.append(f"{where}: unknown network(s) {', '.join(unknown)}")
         errors.extend(_relaxation_errors(where, service))
+        errors.extend(_secret_env_errors(where, service))
         vhosts = service.get("vhosts", [])
         if vhosts and not set(networks) & ingress_networks and name != ingress:
             errors.append(

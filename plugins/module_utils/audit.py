@@ -28,6 +28,7 @@ CHECK_TITLES = {
     "images": "Images up to date against pinned versions",
     "docker_socket": "Docker socket mounts",
     "privileges": "Containers without root or added capabilities",
+    "secret_exposure": "No secret value in any container's configuration (docker inspect)",
 }
 
 
@@ -556,6 +557,21 @@ def check_privileges(services, containers, prefix):
 # --- evidence helpers (used by roles/audit) --------------------------------------------------------------------
 
 
+def check_secret_exposure(exposure):
+    """No value of the secret store (or of a root-only env file) in what `docker inspect` shows of a container:
+    the environment, command, labels, mounts. The evidence names containers and secrets, never a value."""
+    exposure = exposure or {}
+    checked = list(exposure.get("checked") or [])
+    failures = [f"{item.get('container')} holds the secret {item.get('secret')} in {item.get('field')}"
+                for item in exposure.get("findings") or []]
+    evidence = [f"{len(checked)} container(s) searched for {int(exposure.get('secrets') or 0)} secret value(s)"]
+    if not failures:
+        evidence.append("no secret value in any container's environment, command, labels or mounts")
+    if not checked:
+        failures.append("no container was searched (the evidence is missing)")
+    return _check("secret_exposure", evidence, failures)
+
+
 def select_containers(host_containers, prefix, service_names):
     """Split docker_host_info's container list: the names of the stack's containers (the prefix, and with an empty
     prefix a registry name or the stack's label) and, as minimal inspections, other containers that publish ports."""
@@ -631,6 +647,7 @@ def evaluate(evidence, expected):
                      expected.get("rollback_pins") or {}),
         check_docker_socket(services, containers, prefix),
         check_privileges(services, containers, prefix),
+        check_secret_exposure(evidence.get("exposure")),
     ]
     failed = [c["id"] for c in checks if c["status"] == FAIL]
     return {

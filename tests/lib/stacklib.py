@@ -172,6 +172,33 @@ class StackDeployment:
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 
+def secret_strings(store: Path, min_length: int = 12) -> set[str]:
+    """Every private value in a secret store and the forms it can take in output: the value, its lines of 16 or
+    more characters (PEM keys), its escaped single-line form. Public halves (.pub, *_jwks) and metadata are not
+    secret; short values would match by chance (generated secrets are long)."""
+    values = set()
+    for path in store.iterdir():
+        if path.name.startswith(".") or path.name.endswith((".meta", ".pub")) or path.name.endswith("_jwks"):
+            continue
+        text = path.read_text()
+        candidates = {text}
+        if path.name.endswith("_keyring"):
+            candidates = {key["key"] for key in json.loads(text)["keys"]}
+        for value in candidates:
+            values.add(value.strip())
+            if "\n" in value.strip():
+                values.update(line.strip() for line in value.splitlines() if len(line.strip()) >= 16)
+                values.add(value.rstrip("\n").replace("\n", "\\n"))
+    return {value for value in values if len(value) >= min_length}
+
+
+def leaked(text: str, secrets: set[str]) -> list[str]:
+    """The secrets found in ``text``, also JSON-escaped (as they would appear inside a result), masked: the first
+    four characters and the length, so a failing test does not print them either."""
+    found = [s for s in secrets if s in text or json.dumps(s)[1:-1] in text]
+    return sorted(f"{s[:4]}... ({len(s)} chars)" for s in found)
+
+
 # Runs in a probe container: HTTP requests given as a JSON list, answers printed as one JSON line. Connection
 # failures are answers too (status None and the error), so an unreachable service is an assertion, not a crash.
 HTTP_PROBE = """

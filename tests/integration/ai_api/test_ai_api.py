@@ -14,6 +14,7 @@ network, whose own address is outside, gets 403.
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import pytest
@@ -177,10 +178,22 @@ def test_the_declared_models_are_localai_definitions_in_the_models_volume(stack)
     assert definition["parameters"] == {"model": "local-chat.Q4_K_M.gguf"}
 
 
-def test_keys_reach_the_containers_through_root_only_env_files_not_the_config(stack):
-    for path in (stack.base_dir / "litellm" / "litellm.env", stack.base_dir / "localai" / "localai.env"):
-        assert path.stat().st_mode & 0o777 == 0o600, path
-        assert path.stat().st_uid == 0
+def test_keys_reach_the_processes_as_files_never_through_the_container_configuration(stack):
+    """No key in `docker inspect`; each is a file only the container's user reads, loaded into the process's
+    environment by the start wrapper (the upstreams read these keys from their environment only)."""
+    handed = {"litellm": ("LITELLM_MASTER_KEY", "litellm_master_key", 0), "localai": ("LOCALAI_API_KEY",
+                                                                                    "localai_api_key", 1000)}
+    for service, (variable, secret, uid) in handed.items():
+        attrs = stack.container(service).attrs
+        value = stack.read_secret(secret)
+        assert value not in json.dumps(attrs["Config"]), f"{secret} is in the configuration of {service}"
+        assert attrs["Config"]["Entrypoint"][:2] == ["/bin/sh", "-c"]
+        path = stack.base_dir / service / "secret-env" / variable
+        assert path.read_text() == value
+        assert (path.stat().st_mode & 0o777, path.stat().st_uid) == (0o400, uid)
+        assert not (stack.base_dir / service / f"{service}.env").exists()
+        code, environ = stack.exec(service, ["cat", "/proc/1/environ"])
+        assert code == 0 and f"{variable}={value}" in environ.split("\0"), service
     config = (stack.base_dir / "litellm" / "config" / "config.yaml").read_text()
     for secret in ("litellm_master_key", "litellm_salt_key", "localai_api_key"):
         assert stack.read_secret(secret) not in config

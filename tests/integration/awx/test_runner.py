@@ -15,7 +15,7 @@ from pathlib import Path
 import ansible_runner
 import pytest
 
-from stacklib import REPO_ROOT, StackDeployment
+from stacklib import REPO_ROOT, StackDeployment, secret_strings
 
 VENV_BIN = REPO_ROOT / ".venv" / "bin"
 # What the bootstrap template's survey sends (awx/objects.yml): the domain, the allowlist as the textarea gives
@@ -25,25 +25,6 @@ SURVEY_ANSWERS = {
     "stack_api_default_allowlist": "10.0.0.0/8\n192.168.0.0/16\n127.0.0.0/8",
     "stack_mode": "bootstrap",
 }
-
-
-def secret_strings(store: Path) -> set[str]:
-    """Every private value in the store and the forms it can take in output (PEM lines, escaped newlines)."""
-    values = set()
-    for path in store.iterdir():
-        if path.name.startswith(".") or path.name.endswith((".meta", ".pub")) or path.name.endswith("_jwks"):
-            continue
-        text = path.read_text()
-        candidates = {text.strip()}
-        if path.name.endswith("_keyring"):
-            candidates = {key["key"] for key in json.loads(text)["keys"]}
-        for value in candidates:
-            values.add(value.strip())
-            if "\n" in value.strip():
-                values.update(line for line in value.splitlines() if len(line) > 20)
-                values.add(value.rstrip("\n").replace("\n", "\\n"))
-    # Short values would match by chance; generated secrets are long.
-    return {value for value in values if len(value) >= 12}
 
 
 def run_job(stack: StackDeployment, private_data_dir: Path):

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import secrets
+
 import pytest
 import yaml
 
@@ -18,9 +20,13 @@ REPO = HERE.parents[2]
 
 
 def day2_vars() -> dict:
-    """inventories/local's image overrides (what scripts/deploy.sh deploys) plus this package's vars.yml."""
+    """inventories/local's image overrides (what scripts/deploy.sh deploys) plus this package's vars.yml, and
+    S3-style credentials for the backup repository (restic ignores them for the local repository; they are
+    secrets the leak test searches for like the store's)."""
     extra = yaml.safe_load((REPO / "inventories/local/group_vars/all/images.yml").read_text())
     extra.update(yaml.safe_load((HERE / "vars.yml").read_text()))
+    extra["backup_repository_env"] = {"AWS_ACCESS_KEY_ID": "AKIA" + secrets.token_hex(8).upper(),
+                                      "AWS_SECRET_ACCESS_KEY": secrets.token_urlsafe(30)}
     return extra
 
 
@@ -28,7 +34,9 @@ def day2_vars() -> dict:
 def full_stack():
     deployment = StackDeployment(extra_vars=day2_vars())
     try:
-        first = deployment.playbook("site.yml")
+        # At -vvvv: the leak test (test_no_leak_full) searches the cold converge's output too.
+        first = deployment.playbook("site.yml", "-vvvv")
+        deployment.cold_converge = first
         assert first.returncode == 0, first.output[-6000:]
         with resolve_to_loopback(deployment.domain):
             yield deployment
@@ -37,9 +45,10 @@ def full_stack():
 
 
 # The order the suites share the deployment in: the idempotence and mode-switch checks first, on a deployment
-# nothing else has touched yet; then the audit (read-mostly); then the suites that restore, rotate and update; the
+# nothing else has touched yet; then the leak test (it recreates every container and rotates keys); then the audit
+# (read-mostly); then the suites that restore, rotate and update; the
 # uninstall last (it leaves the deployment purged).
-MODULE_ORDER = ("test_full_mode", "test_audit", "test_backup_restore", "test_rotate", "test_update",
+MODULE_ORDER = ("test_full_mode", "test_no_leak_full", "test_audit", "test_backup_restore", "test_rotate", "test_update",
                 "test_export_compose", "test_backup_sftp", "test_uninstall")
 
 

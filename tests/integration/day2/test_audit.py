@@ -96,7 +96,7 @@ def test_a_published_port_fails_the_ports_check(stack):
 
 
 def test_a_world_readable_env_file_fails_the_secrets_check(stack):
-    env_file = stack.base_dir / "litellm" / "litellm.env"
+    env_file = stack.base_dir / "backup" / "config" / "repository.env"
     mode = env_file.stat().st_mode & 0o777
     assert mode == 0o600
     env_file.chmod(0o644)

@@ -34,7 +34,11 @@ def test_it_describes_the_running_containers_with_their_hardening(export):
         container = stack.container(name)
         assert service["image"] in container.image.tags, (name, container.image.tags)
     assert document["networks"]["database"] == {"name": stack.network("database"), "internal": True}
-    assert document["services"]["qdrant"]["env_file"] == [str(stack.base_dir / "qdrant" / "qdrant.env")]
+    # Qdrant's key is a file its start wrapper loads: the wrapper and the file's directory are in the export.
+    qdrant = document["services"]["qdrant"]
+    assert "env_file" not in qdrant and qdrant["entrypoint"][:2] == ["/bin/sh", "-c"]
+    assert {"type": "bind", "source": str(stack.base_dir / "qdrant" / "secret-env"), "target": "/run/datamancy/env",
+            "read_only": True} in qdrant["volumes"]
 
 
 def test_it_holds_no_secret_value(export):

@@ -8,6 +8,7 @@ fetches inside the network."""
 from __future__ import annotations
 
 import hashlib
+import json
 import secrets
 import time
 from pathlib import Path
@@ -62,10 +63,16 @@ def test_only_caddy_publishes_ports_and_open_webui_runs_hardened_against_litellm
     assert env["OPENAI_API_BASE_URL"] == "http://litellm:4000/v1"
     assert not [key for key, value in env.items() if "localai" in value], "Open WebUI must never talk to LocalAI"
     assert env["ENABLE_PERSISTENT_CONFIG"] == "False" and env["ENABLE_SIGNUP"] == "False"
-    assert env["WEBUI_SECRET_KEY"] == stack.read_secret("open_webui_secret_key")
-    assert env["OPENAI_API_KEY"] == stack.read_secret("litellm_master_key")
-    env_file = stack.base_dir / "open-webui" / "open-webui.env"
-    assert env_file.stat().st_mode & 0o777 == 0o600
+    # Its secrets are files the start wrapper loads into the process, never in the container's configuration.
+    for variable, secret in (("WEBUI_SECRET_KEY", "open_webui_secret_key"), ("OPENAI_API_KEY", "litellm_master_key"),
+                             ("OAUTH_CLIENT_SECRET", "oidc_open_webui_client_secret")):
+        assert variable not in env
+        assert stack.read_secret(secret) not in json.dumps(container.attrs["Config"]), secret
+        handed = stack.base_dir / "open-webui" / "secret-env" / variable
+        assert (handed.stat().st_mode & 0o777, handed.stat().st_uid) == (0o400, 10002)
+        code, environ = stack.exec("open-webui", ["cat", "/proc/1/environ"])
+        assert code == 0 and f"{variable}={stack.read_secret(secret)}" in environ.split("\0")
+    assert not (stack.base_dir / "open-webui" / "open-webui.env").exists()
     # The data lives in the registry's bind directory, owned by the container user.
     assert (stack.base_dir / "open-webui" / "data" / "webui.db").stat().st_uid == 10002
 

@@ -121,8 +121,28 @@ def next_run(expression: str, after: dt.datetime) -> dt.datetime:
 
 # --- restic ------------------------------------------------------------------------------------------------
 
+def read_env_file(path: str) -> dict:
+    """KEY=VALUE lines (Docker's env-file format: no quoting, # comments): the remote repository's credentials,
+    handed over as a file so they never enter the container's configuration."""
+    env = {}
+    try:
+        with open(path, encoding="utf-8") as fh:
+            lines = fh.read().splitlines()
+    except FileNotFoundError:
+        return env
+    for line in lines:
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        key, sep, value = line.partition("=")
+        if sep:
+            env[key.strip()] = value
+    return env
+
+
 def restic_env(config: dict) -> dict:
     env = dict(os.environ)
+    if config.get("environment_file"):
+        env.update(read_env_file(config["environment_file"]))
     env["RESTIC_REPOSITORY"] = config["repository"]
     env["RESTIC_PASSWORD_FILE"] = config["password_file"]
     env.setdefault("RESTIC_CACHE_DIR", "/tmp/restic-cache")

@@ -90,6 +90,11 @@ def test_vhosts_are_sorted_and_complete():
         (lambda r: r["litellm"]["vhosts"][1].update(allowlist="10.0.0.0/8 300.1.1.1/32"), "invalid CIDR(s)"),
         (lambda r: r["litellm"]["vhosts"][1].pop("allowlist"), "needs an allowlist"),
         (lambda r: r.pop("caddy"), "ingress service 'caddy' must be in the registry"),
+        (lambda r: r["lam"].update(secret_env={"LAM_PASSWORD": "lam_other_password"}),
+         "secret_env 'LAM_PASSWORD' names 'lam_other_password', which its secrets do not list"),
+        (lambda r: r["lam"].update(secrets=["x_key"], secret_env={"BAD-NAME": "x_key"}),
+         "secret_env variable 'BAD-NAME' is not an environment variable name"),
+        (lambda r: r["lam"].update(secret_env=["x_key"]), "secret_env must map environment variable names"),
     ],
 )
 def test_registry_errors_name_the_problem(change, message):

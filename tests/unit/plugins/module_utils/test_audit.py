@@ -103,6 +103,7 @@ def fresh_evidence():
         "last_run": {"started": "2026-11-23T03:00:00Z", "finished": "2026-11-23T03:05:00Z", "ok": True,
                      "snapshot_id": "abc123", "services": ["caddy", "authelia"], "error": None,
                      "schedule": "daily"},
+        "exposure": {"checked": [P + s for s in SERVICES], "secrets": 27, "findings": []},
     }
 
 
@@ -384,3 +385,19 @@ def test_registry_relaxations_need_reasons():
     assert "service 'x': docker_socket: true needs a docker_socket_reason saying why" in errors
     assert "service 'x': no_new_privileges: false needs a no_new_privileges_reason saying why" in errors
     assert "service 'x': cap_add must be a list of capability names like NET_BIND_SERVICE" in errors
+
+
+def test_a_secret_in_a_container_configuration_fails_naming_container_and_secret():
+    evidence = fresh_evidence()
+    evidence["exposure"]["findings"] = [
+        {"container": P + "litellm", "field": "Config.Env LITELLM_MASTER_KEY", "secret": "litellm_master_key"}]
+    report = audit_report(evidence, expected())
+    assert report["failed"] == ["secret_exposure"]
+    assert failed(report, "secret_exposure") == (
+        f"{P}litellm holds the secret litellm_master_key in Config.Env LITELLM_MASTER_KEY")
+
+
+def test_missing_exposure_evidence_fails():
+    evidence = fresh_evidence()
+    del evidence["exposure"]
+    assert "no container was searched" in failed(audit_report(evidence, expected()), "secret_exposure")
