@@ -181,8 +181,8 @@ def test_the_declared_models_are_localai_definitions_in_the_models_volume(stack)
 def test_keys_reach_the_processes_as_files_never_through_the_container_configuration(stack):
     """No key in `docker inspect`; each is a file only the container's user reads, loaded into the process's
     environment by the start wrapper (the upstreams read these keys from their environment only)."""
-    handed = {"litellm": ("LITELLM_MASTER_KEY", "litellm_master_key", 0), "localai": ("LOCALAI_API_KEY",
-                                                                                    "localai_api_key", 1000)}
+    handed = {"litellm": ("LITELLM_MASTER_KEY", "litellm_master_key", 10001),
+              "localai": ("LOCALAI_API_KEY", "localai_api_key", 1000)}
     for service, (variable, secret, uid) in handed.items():
         attrs = stack.container(service).attrs
         value = stack.read_secret(secret)
