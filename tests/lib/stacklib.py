@@ -7,15 +7,19 @@ created.
 """
 from __future__ import annotations
 
+import base64
 import contextlib
 import hashlib
+import hmac
 import json
 import os
 import re
 import shutil
 import socket
+import struct
 import subprocess
 import tempfile
+import time
 import uuid
 from pathlib import Path
 
@@ -241,3 +245,40 @@ def json_or_none(response: requests.Response):
         return response.json()
     except (ValueError, json.JSONDecodeError):
         return None
+
+
+def totp(base32_secret: str, at: float | None = None) -> str:
+    """RFC 6238 code (SHA-1, 30 s, 6 digits), as an authenticator app computes it."""
+    key = base64.b32decode(base32_secret.upper() + "=" * (-len(base32_secret) % 8))
+    counter = struct.pack(">Q", int((time.time() if at is None else at) // 30))
+    digest = hmac.new(key, counter, hashlib.sha1).digest()
+    offset = digest[-1] & 0x0F
+    return f"{(struct.unpack('>I', digest[offset:offset + 4])[0] & 0x7FFFFFFF) % 1_000_000:06d}"
+
+
+# The one-time code in Authelia's identity verification notification, between two rules of dashes.
+ONE_TIME_CODE = re.compile(r"^-{40}\n\n([A-Z0-9]+)\n\n-{40}$", re.MULTILINE)
+
+
+def authelia_register_totp(session: requests.Session, auth_url: str, notifications: Path, target: str) -> None:
+    """Register a TOTP device as Authelia 4.39's portal does, then pass the second factor with it.
+
+    After the first factor: elevate the session with the one-time code Authelia sends (read from the filesystem
+    notifier), ask for a registration (the secret), confirm it with a code, and sign in with a code of the next
+    period (the one just used is not accepted twice; the configured skew of one period admits the next)."""
+    base = auth_url.rstrip("/")
+    response = session.post(f"{base}/api/user/session/elevation", json={})
+    assert response.status_code == 200, response.text
+    codes = ONE_TIME_CODE.findall(notifications.read_text())
+    assert codes, f"no one-time code in {notifications}"
+    response = session.put(f"{base}/api/user/session/elevation", json={"otc": codes[-1]})
+    assert response.status_code == 200 and response.json()["status"] == "OK", response.text
+    response = session.put(f"{base}/api/secondfactor/totp/register",
+                           json={"algorithm": "SHA1", "length": 6, "period": 30})
+    assert response.status_code == 200, response.text
+    secret = response.json()["data"]["base32_secret"]
+    now = time.time()
+    response = session.post(f"{base}/api/secondfactor/totp/register", json={"token": totp(secret, now)})
+    assert response.status_code == 200 and response.json()["status"] == "OK", response.text
+    response = session.post(f"{base}/api/secondfactor/totp", json={"token": totp(secret, now + 30), "targetURL": target})
+    assert response.status_code == 200 and response.json()["status"] == "OK", response.text
