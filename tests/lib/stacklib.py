@@ -22,6 +22,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import docker
 import requests
@@ -267,18 +268,23 @@ def authelia_register_totp(session: requests.Session, auth_url: str, notificatio
     notifier), ask for a registration (the secret), confirm it with a code, and sign in with a code of the next
     period (the one just used is not accepted twice; the configured skew of one period admits the next)."""
     base = auth_url.rstrip("/")
-    response = session.post(f"{base}/api/user/session/elevation", json={})
+    # These endpoints check that the request came to Authelia's own URL (session.cookies[].authelia_url,
+    # https://auth.<domain> on port 443). Tests reach Caddy on a published port, so they send the Host header a
+    # client of port 443 sends; TLS (SNI) and the cookies are those of the same name.
+    host = {"Host": urlsplit(base).hostname}
+    response = session.post(f"{base}/api/user/session/elevation", json={}, headers=host)
     assert response.status_code == 200, response.text
     codes = ONE_TIME_CODE.findall(notifications.read_text())
     assert codes, f"no one-time code in {notifications}"
-    response = session.put(f"{base}/api/user/session/elevation", json={"otc": codes[-1]})
+    response = session.put(f"{base}/api/user/session/elevation", json={"otc": codes[-1]}, headers=host)
     assert response.status_code == 200 and response.json()["status"] == "OK", response.text
     response = session.put(f"{base}/api/secondfactor/totp/register",
-                           json={"algorithm": "SHA1", "length": 6, "period": 30})
+                           json={"algorithm": "SHA1", "length": 6, "period": 30}, headers=host)
     assert response.status_code == 200, response.text
     secret = response.json()["data"]["base32_secret"]
     now = time.time()
-    response = session.post(f"{base}/api/secondfactor/totp/register", json={"token": totp(secret, now)})
+    response = session.post(f"{base}/api/secondfactor/totp/register", json={"token": totp(secret, now)}, headers=host)
     assert response.status_code == 200 and response.json()["status"] == "OK", response.text
-    response = session.post(f"{base}/api/secondfactor/totp", json={"token": totp(secret, now + 30), "targetURL": target})
+    response = session.post(f"{base}/api/secondfactor/totp", json={"token": totp(secret, now + 30), "targetURL": target},
+                            headers=host)
     assert response.status_code == 200 and response.json()["status"] == "OK", response.text
