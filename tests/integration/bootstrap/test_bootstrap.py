@@ -3,7 +3,6 @@ behind Authelia (LDAP users, TOTP for admins), identity headers cannot be forged
 a second run changes nothing."""
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import pytest
