@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Build the harness's local images from tests/images/<name>/ without any container registry.
 #   build-images.sh [name ...]   (default: every directory under tests/images)
-# Each image is tagged datamancy-test/<name>:<hash of its inputs> and datamancy-test/<name>:local.
+# Each image is tagged datamancy-test/<name>:<hash of its inputs> and datamancy-test/<name>:local (or the version
+# its version-tag file names).
 # Inputs are the image directory, requirements/images.env and the base image id, so an unchanged
 # image is found by its hash and not rebuilt.
 set -euo pipefail
@@ -22,12 +23,24 @@ while IFS='=' read -r key value; do
   build_args+=(--build-arg "$key=$value")
 done <"$pins"
 
+# A file-based Go module proxy beside the repository (../shared/goproxy, in CI too) holding modules the reachable
+# proxy refuses; an image whose Dockerfile has `COPY goproxy/` gets it in its build context (an empty directory
+# when there is none) and in its input hash.
+goproxy_dir="${DATAMANCY_GOPROXY_DIR:-$root/../shared/goproxy}"
+
+uses_goproxy() {
+  grep -q '^COPY goproxy/' "$1/Dockerfile"
+}
+
 inputs_hash() {
   local dir=$1
   {
     echo "$base_id"
     cat "$pins"
     (cd "$dir" && find . -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum)
+    if uses_goproxy "$dir" && [[ -d "$goproxy_dir" ]]; then
+      (cd "$goproxy_dir" && find . -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum)
+    fi
   } | sha256sum | cut -c1-12
 }
 
@@ -45,6 +58,10 @@ build_one() {
     cp -a "$dir/." "$ctx/"
     # pip inside RUN needs the host's CA bundle; Dockerfiles copy it into a build stage only.
     cp "$host_ca" "$ctx/host-ca.crt"
+    if uses_goproxy "$dir"; then
+      mkdir "$ctx/goproxy"
+      if [[ -d "$goproxy_dir" ]]; then cp -R --no-preserve=mode "$goproxy_dir/." "$ctx/goproxy/"; fi
+    fi
     if ! docker build --force-rm --quiet "${build_args[@]}" -t "$tag" "$ctx" >"$ctx.log" 2>&1; then
       echo "image $name: build failed; last lines of the log:" >&2
       tail -n 40 "$ctx.log" >&2
@@ -54,7 +71,17 @@ build_one() {
     rm -rf "$ctx" "$ctx.log"
     echo "image $name: built in $(( $(date +%s) - start )) s"
   fi
-  docker tag "$tag" "datamancy-test/$name:local"
+  # An image directory with a version-tag file (one key of images.env) is tagged with that pin's value instead of
+  # :local: checkouts building different pins share this engine, and a version tag is never ambiguous.
+  if [[ -f "$dir/version-tag" ]]; then
+    local key version
+    key=$(tr -d '[:space:]' <"$dir/version-tag")
+    version=$(sed -n "s/^$key=//p" "$pins")
+    [[ -n "$version" ]] || { echo "image $name: version-tag names $key, which $pins does not set" >&2; return 1; }
+    docker tag "$tag" "datamancy-test/$name:$version"
+  else
+    docker tag "$tag" "datamancy-test/$name:local"
+  fi
 }
 
 if [[ $# -eq 0 ]]; then

@@ -7,17 +7,22 @@ created.
 """
 from __future__ import annotations
 
+import base64
 import contextlib
 import hashlib
+import hmac
 import json
 import os
 import re
 import shutil
 import socket
+import struct
 import subprocess
 import tempfile
+import time
 import uuid
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import docker
 import requests
@@ -268,3 +273,45 @@ def json_or_none(response: requests.Response):
         return response.json()
     except (ValueError, json.JSONDecodeError):
         return None
+
+
+def totp(base32_secret: str, at: float | None = None) -> str:
+    """RFC 6238 code (SHA-1, 30 s, 6 digits), as an authenticator app computes it."""
+    key = base64.b32decode(base32_secret.upper() + "=" * (-len(base32_secret) % 8))
+    counter = struct.pack(">Q", int((time.time() if at is None else at) // 30))
+    digest = hmac.new(key, counter, hashlib.sha1).digest()
+    offset = digest[-1] & 0x0F
+    return f"{(struct.unpack('>I', digest[offset:offset + 4])[0] & 0x7FFFFFFF) % 1_000_000:06d}"
+
+
+# The one-time code in Authelia's identity verification notification, between two rules of dashes.
+ONE_TIME_CODE = re.compile(r"^-{40}\n\n([A-Z0-9]+)\n\n-{40}$", re.MULTILINE)
+
+
+def authelia_register_totp(session: requests.Session, auth_url: str, notifications: Path, target: str) -> None:
+    """Register a TOTP device as Authelia 4.39's portal does, then pass the second factor with it.
+
+    After the first factor: elevate the session with the one-time code Authelia sends (read from the filesystem
+    notifier), ask for a registration (the secret), confirm it with a code, and sign in with a code of the next
+    period (the one just used is not accepted twice; the configured skew of one period admits the next)."""
+    base = auth_url.rstrip("/")
+    # These endpoints check that the request came to Authelia's own URL (session.cookies[].authelia_url,
+    # https://auth.<domain> on port 443). Tests reach Caddy on a published port, so they send the Host header a
+    # client of port 443 sends; TLS (SNI) and the cookies are those of the same name.
+    host = {"Host": urlsplit(base).hostname}
+    response = session.post(f"{base}/api/user/session/elevation", json={}, headers=host)
+    assert response.status_code == 200, response.text
+    codes = ONE_TIME_CODE.findall(notifications.read_text())
+    assert codes, f"no one-time code in {notifications}"
+    response = session.put(f"{base}/api/user/session/elevation", json={"otc": codes[-1]}, headers=host)
+    assert response.status_code == 200 and response.json()["status"] == "OK", response.text
+    response = session.put(f"{base}/api/secondfactor/totp/register",
+                           json={"algorithm": "SHA1", "length": 6, "period": 30}, headers=host)
+    assert response.status_code == 200, response.text
+    secret = response.json()["data"]["base32_secret"]
+    now = time.time()
+    response = session.post(f"{base}/api/secondfactor/totp/register", json={"token": totp(secret, now)}, headers=host)
+    assert response.status_code == 200 and response.json()["status"] == "OK", response.text
+    response = session.post(f"{base}/api/secondfactor/totp", json={"token": totp(secret, now + 30), "targetURL": target},
+                            headers=host)
+    assert response.status_code == 200 and response.json()["status"] == "OK", response.text

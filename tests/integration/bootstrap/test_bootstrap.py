@@ -3,32 +3,17 @@ behind Authelia (LDAP users, TOTP for admins), identity headers cannot be forged
 a second run changes nothing."""
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
-import re
-import struct
-import time
 from pathlib import Path
 
 import pytest
 import requests
 import yaml
 
-from stacklib import StackDeployment, json_or_none, resolve_to_loopback
+from stacklib import StackDeployment, authelia_register_totp, json_or_none, resolve_to_loopback
 
 HERE = Path(__file__).resolve().parent
 BROWSER = {"Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}
 API_CLIENT = {"Accept": "application/json", "X-Requested-With": "XMLHttpRequest"}
-
-
-def totp(base32_secret: str, at: float | None = None) -> str:
-    """RFC 6238 code (SHA-1, 30 s, 6 digits), as an authenticator app computes it."""
-    key = base64.b32decode(base32_secret.upper() + "=" * (-len(base32_secret) % 8))
-    counter = struct.pack(">Q", int((at or time.time()) // 30))
-    digest = hmac.new(key, counter, hashlib.sha1).digest()
-    offset = digest[-1] & 0x0F
-    return f"{(struct.unpack('>I', digest[offset:offset + 4])[0] & 0x7FFFFFFF) % 1_000_000:06d}"
 
 
 @pytest.fixture(scope="module")
@@ -56,18 +41,9 @@ def login(stack: StackDeployment, user: str, target: str) -> requests.Session:
 
 
 def register_and_pass_totp(stack: StackDeployment, session: requests.Session, target: str) -> None:
-    """Register a TOTP device the way the portal does (identity check by e-mail, read from the filesystem
-    notifier), then pass the second factor with a code computed from the returned secret."""
-    notifications = stack.base_dir / "authelia" / "data" / "notification.txt"
-    response = session.post(stack.url("auth", "/api/secondfactor/totp/identity/start"), json={})
-    assert response.status_code == 200, response.text
-    token = re.findall(r"token=([A-Za-z0-9._\-]+)", notifications.read_text())[-1]
-    response = session.post(stack.url("auth", "/api/secondfactor/totp/identity/finish"), json={"token": token})
-    assert response.status_code == 200, response.text
-    secret = response.json()["data"]["base32_secret"]
-    response = session.post(stack.url("auth", "/api/secondfactor/totp"),
-                            json={"token": totp(secret), "targetURL": target})
-    assert response.status_code == 200, response.text
+    """Register a TOTP device the way the portal does and pass the second factor with it."""
+    authelia_register_totp(session, stack.url("auth"), stack.base_dir / "authelia" / "data" / "notification.txt",
+                           target)
 
 
 def test_without_a_session_every_protected_vhost_redirects_browsers_to_the_portal(stack):

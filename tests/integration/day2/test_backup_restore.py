@@ -191,8 +191,7 @@ def test_removing_every_data_volume_then_restoring_brings_all_back(seeded):
                                   "admin", admin))
     assert json.loads(count["body"])["result"]["count"] == 3, count
     assert rows["body"].strip() == "4", rows
-    # Authelia: carol's TOTP registration is back in its storage. (4.37's /api/user/info reports has_totp only for
-    # users with a preferences row, which registering a device does not create: the storage is the evidence.)
+    # Authelia: carol's TOTP registration is back in its storage (the storage is the evidence, not the API's view).
     authelia_db = stack.base_dir / "authelia" / "data" / "db.sqlite3"
     with contextlib.closing(sqlite3.connect(f"file:{authelia_db}?mode=ro", uri=True)) as conn:
         assert conn.execute("SELECT COUNT(*) FROM totp_configurations WHERE username = 'carol'").fetchone() == (1,)

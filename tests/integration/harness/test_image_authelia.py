@@ -1,226 +1,125 @@
-"""Self-test of the harness's Authelia image (tests/images/authelia).
+"""Self-test of the harness's Authelia image (tests/images/authelia) on the authelia role's real configuration.
 
-Starts the real server with a minimal configuration (file users backend, SQLite storage, filesystem notifier,
-secrets through ``AUTHELIA_*_FILE``) and checks it over a real connection from the host: the health endpoint, the
-container's own HEALTHCHECK, first-factor login with a right and a wrong password, and that the session it hands out
-is honoured by the access-control rules.
-
-The image is Authelia 4.37.x (see tests/images/authelia/README.md for why), so the configuration uses the 4.37
-schema (single ``session.domain``) and the forward-auth endpoint is ``/api/verify``.
+A small playbook (authelia_converge.yml) deploys OpenLDAP, Redis, Authelia and Caddy with the collection's roles
+into an isolated, prefixed deployment, so the configuration Authelia starts on is the one the role renders for
+users. From outside, like a browser: the portal serves Authelia's real web app (its HTML and the scripts it
+references), a protected vhost sends a browser to the portal, a first-factor login through the portal's API
+opens it over Caddy's forward_auth, and a wrong password is refused.
 """
 from __future__ import annotations
 
-import io
-import secrets
-import shutil
-import tarfile
+import re
+from pathlib import Path
 
 import pytest
-import requests
+import yaml
 
-from conftest import RUN_ID, TEST_LABEL, container_ip, local_image, wait_until
+from stacklib import REPO_ROOT, StackDeployment, json_or_none, resolve_to_loopback
 
-IMAGE = local_image("authelia")
+HERE = Path(__file__).resolve().parent
 AUTHELIA_UID = 8000  # the image's non-root user
-PORT = 9091
-COOKIE_DOMAIN = "example.test"
-PORTAL_HOST = f"auth.{COOKIE_DOMAIN}"
-PROTECTED_HOST = f"app.{COOKIE_DOMAIN}"
-USERNAME = "alice"
-
-CONFIGURATION = f"""\
-server:
-  host: 0.0.0.0
-  port: {PORT}
-log:
-  level: info
-default_redirection_url: https://www.{COOKIE_DOMAIN}/
-authentication_backend:
-  password_reset:
-    disable: true
-  file:
-    path: /config/users.yml
-    watch: false
-access_control:
-  default_policy: deny
-  rules:
-    - domain: {PROTECTED_HOST}
-      policy: one_factor
-session:
-  name: authelia_session
-  domain: {COOKIE_DOMAIN}
-  expiration: 1h
-  inactivity: 5m
-regulation:
-  max_retries: 3
-  find_time: 2m
-  ban_time: 5m
-storage:
-  local:
-    path: /config/db.sqlite3
-notifier:
-  filesystem:
-    filename: /config/notification.txt
-"""
-
-# Each secret is read from a file named by its *_FILE variable, so none of them is in the container's environment.
-SECRET_ENV = {
-    "AUTHELIA_JWT_SECRET_FILE": "/config/secrets/jwt_secret",
-    "AUTHELIA_SESSION_SECRET_FILE": "/config/secrets/session_secret",
-    "AUTHELIA_STORAGE_ENCRYPTION_KEY_FILE": "/config/secrets/storage_encryption_key",
+USER = "carol"
+BROWSER = {"Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}
+VARS = {
+    "stack_services_custom": {
+        "whoami": {"mode": "bootstrap", "networks": ["frontend"],
+                   "vhosts": [{"host": "whoami", "upstream": "whoami:8080"}]},
+    },
+    "openldap_users": [
+        {"uid": USER, "given_name": "Carol", "surname": "User", "mail": f"{USER}@example.test", "groups": ["users"]},
+    ],
 }
 
 
-def _argon2id_digest(docker_client, password: str) -> str:
-    """Hash ``password`` with the image's own CLI, so the digest is exactly what this Authelia verifies."""
-    output = docker_client.containers.run(
-        IMAGE,
-        ["crypto", "hash", "generate", "argon2", "--variant", "argon2id", "--password", password],
-        labels=TEST_LABEL,
-        network_disabled=True,
-        remove=True,
-    ).decode()
-    digests = [line.split(":", 1)[1].strip() for line in output.splitlines() if line.startswith("Digest:")]
-    assert digests and digests[0].startswith("$argon2id$"), f"unexpected hash output: {output!r}"
-    return digests[0]
+def pinned_version() -> str:
+    """AUTHELIA_VERSION from requirements/images.env: what the image must report."""
+    for line in (REPO_ROOT / "requirements" / "images.env").read_text().splitlines():
+        if line.startswith("AUTHELIA_VERSION="):
+            return line.split("=", 1)[1].strip()
+    raise AssertionError("requirements/images.env has no AUTHELIA_VERSION")
 
 
-def _config_archive(directory, files: dict[str, tuple[str, int]]) -> bytes:
-    """Write ``files`` (relative path -> (content, mode)) under ``directory`` and pack them as a tar owned by the
-    image's user, for put_archive into /config (no bind mount: host ownership and permissions do not matter)."""
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as tar:
-        for relative, (content, mode) in sorted(files.items()):
-            path = directory / relative
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(content)
-            parent = "/".join(relative.split("/")[:-1])
-            if parent and parent not in tar.getnames():
-                info = tarfile.TarInfo(parent)
-                info.type, info.mode, info.uid, info.gid = tarfile.DIRTYPE, 0o700, AUTHELIA_UID, AUTHELIA_UID
-                tar.addfile(info)
-            info = tar.gettarinfo(str(path), arcname=relative)
-            info.mode, info.uid, info.gid, info.uname, info.gname = mode, AUTHELIA_UID, AUTHELIA_UID, "", ""
-            with path.open("rb") as handle:
-                tar.addfile(info, handle)
-    return buffer.getvalue()
-
-
-@pytest.fixture
-def authelia(docker_client, harness_network, tmp_path):
-    """A started Authelia container; yields (container, base URL, password of USERNAME)."""
-    password = secrets.token_urlsafe(18)
-    users = (
-        "users:\n"
-        f"  {USERNAME}:\n"
-        "    disabled: false\n"
-        "    displayname: Alice Test\n"
-        f"    password: '{_argon2id_digest(docker_client, password)}'\n"
-        f"    email: {USERNAME}@{COOKIE_DOMAIN}\n"
-        "    groups: [admins]\n"
-    )
-    files = {
-        "configuration.yml": (CONFIGURATION, 0o600),
-        "users.yml": (users, 0o600),
-        **{target.removeprefix("/config/"): (secrets.token_hex(32), 0o400) for target in SECRET_ENV.values()},
-    }
-    # Created, filled through the API, then started: Authelia reads its configuration once, at start.
-    container = docker_client.containers.create(
-        IMAGE,
-        name=f"authelia-{RUN_ID}-{secrets.token_hex(3)}",
-        hostname="authelia",
-        environment=SECRET_ENV,
-        labels=TEST_LABEL,
-        network=harness_network.name,
-    )
+@pytest.fixture(scope="module")
+def stack():
+    deployment = StackDeployment(extra_vars=VARS)
     try:
-        config_dir = tmp_path / "config"
-        config_dir.mkdir(mode=0o700)
-        try:
-            container.put_archive("/config", _config_archive(config_dir, files))
-        finally:
-            # The container has its copy; the secrets do not stay on the host.
-            shutil.rmtree(config_dir)
-        container.start()
-        base_url = f"http://{container_ip(container, harness_network.name)}:{PORT}"
-
-        def healthy():
-            container.reload()
-            if container.status == "exited":
-                raise AssertionError(f"authelia exited:\n{container.logs().decode(errors='replace')}")
-            return requests.get(f"{base_url}/api/health", timeout=2).status_code == 200
-
-        wait_until(healthy, timeout=60, what="authelia /api/health")
-        yield container, base_url, password
+        run = deployment.playbook(str(HERE / "authelia_converge.yml"))
+        assert run.returncode == 0, run.output[-6000:]
+        with resolve_to_loopback(deployment.domain):
+            yield deployment
     finally:
-        container.remove(force=True, v=True)
+        deployment.destroy()
 
 
-def _portal_headers() -> dict[str, str]:
-    # Requests arrive as the reverse proxy forwards them: for the portal's host, originally over HTTPS.
-    return {"Host": PORTAL_HOST, "X-Forwarded-Proto": "https", "X-Forwarded-Host": PORTAL_HOST}
-
-
-def _login(base_url: str, password: str) -> requests.Response:
-    return requests.post(
-        f"{base_url}/api/firstfactor",
-        json={
-            "username": USERNAME,
-            "password": password,
-            "keepMeLoggedIn": False,
-            "targetURL": f"https://{PROTECTED_HOST}/",
-        },
-        headers=_portal_headers(),
-        timeout=10,
-    )
-
-
-def _verify(base_url: str, url: str, cookie: str | None = None) -> requests.Response:
-    headers = {"X-Original-URL": url, "X-Forwarded-Method": "GET", "X-Forwarded-For": "192.0.2.10"}
-    if cookie:
-        headers["Cookie"] = f"authelia_session={cookie}"
-    return requests.get(f"{base_url}/api/verify", headers=headers, timeout=10)
+def first_factor(stack: StackDeployment, password: str, target: str):
+    session = stack.session()
+    response = session.post(stack.url("auth", "/api/firstfactor"), json={
+        "username": USER, "password": password, "keepMeLoggedIn": False, "targetURL": target})
+    return session, response
 
 
 @pytest.mark.integration
-def test_health_endpoint_and_container_healthcheck(authelia):
-    container, base_url, _unused = authelia
-    response = requests.get(f"{base_url}/api/health", timeout=5)
-    assert response.status_code == 200
-    assert response.json()["status"] == "OK"
-
-    # The image's HEALTHCHECK must reach the same endpoint (Authelia rewrites /app/.healthcheck.env at start).
-    def docker_says_healthy():
-        container.reload()
-        return container.attrs["State"]["Health"]["Status"] == "healthy"
-
-    wait_until(docker_says_healthy, timeout=60, what="Docker health status 'healthy'")
-    uid = container.exec_run(["id", "-u"]).output.decode().strip()
-    assert uid == str(AUTHELIA_UID), "authelia must not run as root"
-    version = container.exec_run(["authelia", "--version"]).output.decode()
-    assert "v4." in version
+def test_the_image_runs_the_pinned_release_unprivileged_and_healthy(stack):
+    container = stack.container("authelia")
+    assert container.attrs["State"]["Health"]["Status"] == "healthy"
+    code, uid = stack.exec("authelia", ["id", "-u"])
+    assert code == 0 and uid.strip() == str(AUTHELIA_UID), "authelia must not run as root"
+    code, version = stack.exec("authelia", ["authelia", "--version"])
+    assert code == 0 and pinned_version() in version, version
 
 
 @pytest.mark.integration
-def test_first_factor_login_and_session(authelia):
-    _unused, base_url, password = authelia
+def test_it_runs_on_the_configuration_the_role_renders(stack):
+    rendered = yaml.safe_load((stack.base_dir / "authelia" / "config" / "configuration.yml").read_text())
+    assert rendered["server"]["address"] == "tcp://0.0.0.0:9091/"
+    assert rendered["server"]["endpoints"]["authz"]["forward-auth"]["implementation"] == "ForwardAuth"
+    assert rendered["session"]["cookies"][0]["authelia_url"] == f"https://auth.{stack.domain}"
+    assert rendered["authentication_backend"]["ldap"]["address"].startswith("ldap://")
+    # Authelia's own validation of the files the container was started with, secrets included.
+    code, output = stack.exec("authelia", ["authelia", "config", "validate", "--config", "/config/configuration.yml",
+                                           "--config", "/config/extension.yml"])
+    assert code == 0, output
+    assert "Configuration parsed and loaded successfully without errors" in output, output
 
-    wrong = _login(base_url, password + "x")
-    assert wrong.status_code == 401
-    assert wrong.json()["status"] == "KO"
 
-    right = _login(base_url, password)
-    assert right.status_code == 200, right.text
-    assert right.json()["status"] == "OK"
-    cookie = right.cookies.get("authelia_session")
-    assert cookie, f"no session cookie in {right.headers.get('Set-Cookie')!r}"
-    set_cookie = right.headers["Set-Cookie"].lower()
-    assert f"domain={COOKIE_DOMAIN}" in set_cookie and "httponly" in set_cookie and "secure" in set_cookie
+@pytest.mark.integration
+def test_the_portal_serves_its_web_app(stack):
+    session = stack.session()
+    page = session.get(stack.url("auth", "/"), headers=BROWSER)
+    assert page.status_code == 200, page.status_code
+    assert page.headers["Content-Type"].startswith("text/html")
+    assert '<div id="root">' in page.text, page.text[:500]
+    scripts = re.findall(r'<script[^>]+src="([^"]+\.js)"', page.text)
+    assert scripts, f"the portal references no script: {page.text[:800]}"
+    for src in scripts:
+        asset = session.get(stack.url("auth", "/" + src.removeprefix("./").lstrip("/")))
+        assert asset.status_code == 200, (src, asset.status_code)
+        assert "javascript" in asset.headers["Content-Type"], (src, asset.headers["Content-Type"])
+        assert len(asset.content) > 10_000, (src, len(asset.content))
 
-    # The session authorises the one_factor rule and nothing that falls to default_policy deny.
-    allowed = _verify(base_url, f"https://{PROTECTED_HOST}/", cookie)
-    assert allowed.status_code == 200
-    assert allowed.headers.get("Remote-User") == USERNAME
-    assert allowed.headers.get("Remote-Groups") == "admins"
-    assert _verify(base_url, f"https://other.{COOKIE_DOMAIN}/", cookie).status_code == 403
-    assert _verify(base_url, f"https://{PROTECTED_HOST}/").status_code == 401
+
+@pytest.mark.integration
+def test_a_browser_is_sent_to_the_portal_and_a_login_opens_the_vhost(stack):
+    target = stack.url("whoami")
+    response = stack.session().get(target, headers=BROWSER, allow_redirects=False)
+    assert response.status_code == 302, response.status_code
+    assert response.headers["Location"].startswith(f"https://auth.{stack.domain}/"), response.headers
+
+    session, login = first_factor(stack, stack.read_secret(f"ldap_user_{USER}_password"), target)
+    assert login.status_code == 200, login.text
+    assert json_or_none(login)["status"] == "OK"
+    cookie = next(c for c in session.cookies if c.name == "authelia_session")
+    assert cookie.domain.lstrip(".") == stack.domain and cookie.secure
+
+    seen = session.get(target)
+    assert seen.status_code == 200, seen.text
+    assert seen.json()["headers"]["Remote-User"] == USER
+    assert seen.json()["headers"]["Remote-Groups"] == "users"
+
+
+@pytest.mark.integration
+def test_a_wrong_password_is_refused(stack):
+    session, login = first_factor(stack, "not-" + stack.read_secret(f"ldap_user_{USER}_password"), stack.url("whoami"))
+    assert login.status_code == 401
+    assert json_or_none(login)["status"] == "KO"
+    assert session.get(stack.url("whoami"), headers=BROWSER, allow_redirects=False).status_code == 302

@@ -1,14 +1,9 @@
 """Helpers of the Open WebUI integration test: name resolution to Caddy's container address, the LiteLLM and LocalAI
-stand-in pair, and a browser's OIDC login (Authelia 4.37 API: first factor, TOTP, consent) scripted with requests."""
+stand-in pair, and a browser's OIDC login (Authelia 4.39 API: first factor, TOTP, consent) scripted with requests."""
 from __future__ import annotations
 
-import base64
 import contextlib
-import hashlib
-import hmac
 import io
-import re
-import struct
 import tarfile
 import time
 from urllib.parse import parse_qs, urljoin, urlsplit
@@ -16,7 +11,7 @@ from urllib.parse import parse_qs, urljoin, urlsplit
 import requests
 import urllib3
 
-from stacklib import StackDeployment
+from stacklib import StackDeployment, authelia_register_totp
 
 LITELLM_UID = 10001  # the harness LiteLLM image's user
 STANDIN_MODEL = "standin-chat"
@@ -111,14 +106,6 @@ def start_llm_standins(stack: StackDeployment, localai_key: str):
 
 # --- a browser's login ---------------------------------------------------------------------------------------
 
-def totp(base32_secret: str, at: float | None = None) -> str:
-    """RFC 6238 code (SHA-1, 30 s, 6 digits), as an authenticator app computes it."""
-    key = base64.b32decode(base32_secret.upper() + "=" * (-len(base32_secret) % 8))
-    digest = hmac.new(key, struct.pack(">Q", int((at or time.time()) // 30)), hashlib.sha1).digest()
-    offset = digest[-1] & 0x0F
-    return f"{(struct.unpack('>I', digest[offset:offset + 4])[0] & 0x7FFFFFFF) % 1_000_000:06d}"
-
-
 class Browser:
     """A requests session that verifies Caddy's certificate and reaches every vhost at https://<host>.<domain>/."""
 
@@ -137,18 +124,10 @@ class Browser:
         assert response.status_code == 200 and response.json()["status"] == "OK", response.text
 
     def register_and_pass_totp(self, target: str) -> None:
-        """Register a TOTP device as the portal does (identity check by the e-mail the filesystem notifier writes),
-        then pass the second factor with a code from the returned secret."""
-        notifications = self.stack.base_dir / "authelia" / "data" / "notification.txt"
-        response = self.session.post(self.url("auth", "/api/secondfactor/totp/identity/start"), json={})
-        assert response.status_code == 200, response.text
-        token = re.findall(r"token=([A-Za-z0-9._\-]+)", notifications.read_text())[-1]
-        response = self.session.post(self.url("auth", "/api/secondfactor/totp/identity/finish"), json={"token": token})
-        assert response.status_code == 200, response.text
-        secret = response.json()["data"]["base32_secret"]
-        response = self.session.post(self.url("auth", "/api/secondfactor/totp"),
-                                     json={"token": totp(secret), "targetURL": target})
-        assert response.status_code == 200, response.text
+        """Register a TOTP device as the portal does (session elevation by the one-time code the filesystem
+        notifier writes), then pass the second factor with it."""
+        authelia_register_totp(self.session, self.url("auth"),
+                               self.stack.base_dir / "authelia" / "data" / "notification.txt", target)
 
     def _follow(self, url: str, limit: int = 10) -> requests.Response:
         """Follow redirects by hand, recording each hop, until a response that is not a redirect or the consent
@@ -159,7 +138,7 @@ class Browser:
             if response.status_code not in (301, 302, 303, 307, 308):
                 return response
             url = urljoin(url, response.headers["Location"])
-            if urlsplit(url).path == "/consent":
+            if urlsplit(url).path.startswith("/consent/openid"):
                 self.hops.append(url)
                 return response
         raise AssertionError(f"too many redirects: {self.hops}")
@@ -169,15 +148,14 @@ class Browser:
         (accepted through the portal's API, as the portal's page does) -> /oauth/oidc/callback, where Open WebUI
         exchanges the code for tokens with Authelia itself and sets its `token` cookie. Returns that token."""
         response = self._follow(self.url("open-webui", "/oauth/oidc/login"))
-        if urlsplit(self.hops[-1]).path == "/consent":
-            # 4.37 keeps the pending consent in the session (the page has no id); 4.38+ names it consent_id.
-            consent_id = parse_qs(urlsplit(self.hops[-1]).query).get("consent_id", [None])[0]
-            details = self.session.get(self.url("auth", "/api/oidc/consent"),
-                                       params={"id": consent_id} if consent_id else None)
+        if urlsplit(self.hops[-1]).path.startswith("/consent/openid"):
+            # The portal's consent page names the pending consent by its flow id.
+            consent_id = parse_qs(urlsplit(self.hops[-1]).query).get("flow_id", [None])[0]
+            assert consent_id, self.hops
+            details = self.session.get(self.url("auth", "/api/oidc/consent"), params={"flow_id": consent_id})
             assert details.status_code == 200 and details.json()["status"] == "OK", (details.text, self.hops)
             client_id = details.json()["data"]["client_id"]
-            answer = {"client_id": client_id, "pre_configure": False}
-            answer.update({"id": consent_id, "consent": True} if consent_id else {"accept_or_reject": "accept"})
+            answer = {"flow_id": consent_id, "client_id": client_id, "consent": True, "pre_configure": False}
             accepted = self.session.post(self.url("auth", "/api/oidc/consent"), json=answer)
             assert accepted.status_code == 200, accepted.text
             response = self._follow(urljoin(self.url("auth"), accepted.json()["data"]["redirect_uri"]))
