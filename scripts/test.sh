@@ -44,6 +44,7 @@ case "$stage" in
   pytest)
     ensure_engine
     ensure_images
+    ensure_browser
     run_pytest "$@"
     ;;
   sanity) bash scripts/sanity.sh "$@" ;;
@@ -53,6 +54,7 @@ case "$stage" in
     bash scripts/sanity.sh
     ensure_engine
     ensure_images
+    ensure_browser
     run_pytest tests "$@"
     ;;
   *) echo "usage: $0 [all|lint|unit|sanity|pytest ARGS...]" >&2; exit 2 ;;

@@ -87,6 +87,12 @@ ensure_engine() {
   apt_install docker-compose iproute2
 }
 
+# The browser journeys (tests/integration/journeys): Debian's Chromium and its driver (Selenium, pinned in
+# requirements/python.txt, drives it), certutil to trust Caddy's local root CA as a person would.
+ensure_browser() {
+  apt_install chromium chromium-driver libnss3-tools
+}
+
 ensure_images() {
   bash "$DATAMANCY_ROOT/tests/harness/build-images.sh" "$@"
 }
