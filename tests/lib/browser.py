@@ -99,7 +99,13 @@ class Browser:
     # --- what a person does ---------------------------------------------------------------------------------
 
     def open(self, url: str) -> None:
-        self.driver.get(url)
+        # Chromium aborts a load when the host's interfaces change (Docker adding a veth for any container on
+        # this machine): a person would press Reload, and so does this, a few times.
+        for _attempt in range(4):
+            self.driver.get(url)
+            if "ERR_NETWORK_CHANGED" not in self.driver.page_source:
+                return
+            time.sleep(1)
 
     def wait(self, css: str, timeout: float = 30):
         return WebDriverWait(self.driver, timeout).until(
@@ -122,13 +128,37 @@ class Browser:
         except TimeoutException as error:
             raise AssertionError(f"{text!r} not on {self.driver.current_url}") from error
 
-    def type(self, css: str, text: str) -> None:
-        field = self.wait(css)
-        field.clear()
-        field.send_keys(text)
+    def wait_any_text(self, *texts: str, timeout: float = 30) -> str:
+        """The first of ``texts`` the page shows (pages that differ by state, such as a first visit)."""
+        try:
+            return WebDriverWait(self.driver, timeout).until(
+                lambda d: next((t for t in texts if t in d.find_element(By.TAG_NAME, "body").text), None))
+        except TimeoutException as error:
+            raise AssertionError(f"none of {texts} on {self.driver.current_url}") from error
 
-    def click(self, css: str) -> None:
-        self.wait_clickable(css).click()
+    def type(self, css: str, text: str) -> None:
+        """Type into a field and check it holds what was typed: a page still rendering (React) can reset a field
+        under the keystrokes, and a person would see it and type again."""
+        for _attempt in range(3):
+            field = self.wait(css)
+            field.clear()
+            field.send_keys(text)
+            if field.get_attribute("value") == text:
+                return
+            time.sleep(1)
+        raise AssertionError(f"{css} on {self.driver.current_url} does not keep what was typed")
+
+    def click(self, css: str, timeout: float = 30) -> None:
+        self.wait_clickable(css, timeout).click()
+
+    def click_text(self, text: str, tag: str = "button", timeout: float = 30) -> None:
+        """Click the element a person would read as ``text`` (its visible label)."""
+        xpath = f"//{tag}[contains(normalize-space(.), {text!r})]"
+        try:
+            WebDriverWait(self.driver, timeout).until(
+                expected_conditions.element_to_be_clickable((By.XPATH, xpath))).click()
+        except TimeoutException as error:
+            raise AssertionError(f"no {tag} {text!r} to click on {self.driver.current_url}") from error
 
     def body(self) -> str:
         return self.driver.find_element(By.TAG_NAME, "body").text

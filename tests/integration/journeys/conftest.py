@@ -1,19 +1,24 @@
 """The journeys: what a person does, in a real browser, on the deployment the README's own command makes.
 
 One deployment for the package, made exactly as README.md says (`scripts/deploy.sh`, the embedded inventory
-inventories/local, full mode as the README switches to it); the tests add only what a person would: the accounts an
-administrator creates and the answers typed into pages. Every step leaves a screenshot and the page source in
+inventories/local, full mode as the README switches to it), on this machine's default paths and ports; the tests add
+only accounts (an administrator and a user of their own, so a deployment the reader made keeps its own admin and
+devices) and the answers typed into pages. Afterwards the journeys' accounts are deleted and the deployment is left
+in the mode it had (none: uninstalled, data kept). Every step leaves a screenshot and the page source in
 tests/output/journeys/<run>/<test>/<browser>/; the folder is printed when a journey fails.
 """
 from __future__ import annotations
 
+import json
 import os
+import secrets
 import subprocess
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+import yaml
 
 from browser import Browser
 
@@ -28,6 +33,16 @@ class ReadmeDeployment:
     port: int = 443
     base_dir: Path = Path("/opt/datamancy")
     secrets_dir: Path = Path("/etc/datamancy/secrets")
+    # The journeys' own accounts, named for this run: the admin (admins, users, openwebui-admin) and a user.
+    run: str = field(default_factory=lambda: secrets.token_hex(3))
+
+    @property
+    def admin(self) -> str:
+        return f"jadmin{self.run}"
+
+    @property
+    def user(self) -> str:
+        return f"juser{self.run}"
 
     @property
     def root_ca(self) -> Path:
@@ -40,6 +55,31 @@ class ReadmeDeployment:
     def secret(self, name: str) -> str:
         return (self.secrets_dir / name).read_text().strip()
 
+    def deployed_mode(self) -> str | None:
+        """The mode site.yml recorded on this host (None: nothing deployed here)."""
+        record = self.base_dir / "stack_mode.json"
+        return json.loads(record.read_text())["stack_mode"] if record.exists() else None
+
+    def users_file(self, workdir: Path) -> Path:
+        """The embedded inventory's users plus the journeys' two (what an administrator adds)."""
+        inventory = yaml.safe_load((REPO / "inventories/local/group_vars/all/main.yml").read_text())
+        users = list(inventory["openldap_users"]) + [
+            {"uid": self.admin, "given_name": "Journey", "surname": "Admin", "mail": f"{self.admin}@stack.localhost",
+             "groups": ["admins", "users", "openwebui-admin"]},
+            {"uid": self.user, "given_name": "Journey", "surname": "User", "mail": f"{self.user}@stack.localhost",
+             "groups": ["users"]}]
+        path = workdir / "journey-users.json"
+        path.write_text(json.dumps({"openldap_users": users}))
+        return path
+
+    def delete_accounts(self) -> None:
+        """The journeys' accounts out of the directory and their passwords out of the store."""
+        for uid in (self.admin, self.user):
+            subprocess.run(["docker", "exec", "openldap", "ldapdelete", "-Y", "EXTERNAL", "-H", "ldapi:///", "-Q",
+                            f"uid={uid},ou=users,dc=stack,dc=local"], capture_output=True, check=False)
+            for path in self.secrets_dir.glob(f"ldap_user_{uid}_password*"):
+                path.unlink()
+
     def deploy(self, *args: str) -> subprocess.CompletedProcess:
         env = dict(os.environ, ANSIBLE_FORCE_COLOR="0", ANSIBLE_NOCOLOR="1")
         return subprocess.run(["bash", "scripts/deploy.sh", *args], cwd=REPO, env=env, capture_output=True,
@@ -47,15 +87,21 @@ class ReadmeDeployment:
 
 
 @pytest.fixture(scope="package")
-def readme():
+def readme(tmp_path_factory):
     deployment = ReadmeDeployment()
-    made = deployment.deploy("-e", "stack_mode=full")
-    assert made.returncode == 0, (made.stdout + made.stderr)[-6000:]
+    before = deployment.deployed_mode()
+    users = deployment.users_file(tmp_path_factory.mktemp("journeys"))
     try:
+        made = deployment.deploy("-e", "stack_mode=full", "-e", f"@{users}")
+        assert made.returncode == 0, (made.stdout + made.stderr)[-6000:]
         yield deployment
     finally:
-        # The machine as it was: containers and networks gone, data kept as the README's uninstall does.
-        deployment.deploy("-e", "stack_mode=full", "-e", "stack_state=absent")
+        deployment.delete_accounts()
+        # The machine as it was: the mode it had, or nothing running (data kept, as the README's uninstall does).
+        if before is None:
+            deployment.deploy("-e", "stack_mode=full", "-e", "stack_state=absent")
+        elif before != "full":
+            deployment.deploy("-e", f"stack_mode={before}")
 
 
 @pytest.fixture
