@@ -15,38 +15,17 @@ import sys
 from pathlib import Path
 
 import pytest
-import urllib3
 
 from stacklib import StackDeployment, clickhouse, http, qdrant
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "open_webui"))
-from owui_helpers import Browser, container_ip, wait_until  # noqa: E402  pylint: disable=wrong-import-position
+from owui_helpers import Browser, via_caddy_container, wait_until  # noqa: E402  pylint: disable=wrong-import-position
 
 pytestmark = pytest.mark.integration
 
 BACKED_UP = ["caddy", "authelia", "openldap", "lam", "open-webui", "qdrant", "clickhouse"]
 MARK = secrets.token_hex(4)
 DAVE_DN = f"uid=dave-{MARK},ou=users,dc=stack,dc=local"
-
-
-@contextlib.contextmanager
-def via_caddy_container(stack: StackDeployment):
-    """Names under the domain resolve to Caddy's container address, port 443 (the URLs containers use, so the OIDC
-    issuer the test sees is Open WebUI's too); the resolver in force before (the package fixture's) comes back."""
-    ip = container_ip(stack.container("caddy"), stack.network("frontend"))
-    previous = urllib3.util.connection.create_connection
-
-    def create_connection(address, *args, **kwargs):
-        host, port = address
-        if host == stack.domain or host.endswith("." + stack.domain):
-            host = ip
-        return previous((host, port), *args, **kwargs)
-
-    urllib3.util.connection.create_connection = create_connection
-    try:
-        yield
-    finally:
-        urllib3.util.connection.create_connection = previous
 
 
 def owui_sql(stack: StackDeployment, sql: str, *params) -> list:

@@ -28,13 +28,12 @@ from pathlib import Path
 import httpx2
 import openai
 import pytest
-import urllib3
 import yaml
 
 from stacklib import ANSIBLE_PLAYBOOK, REPO_ROOT, PlaybookRun, StackDeployment, clickhouse, http, qdrant
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "open_webui"))
-from owui_helpers import Browser, container_ip  # noqa: E402  pylint: disable=wrong-import-position
+from owui_helpers import Browser, via_caddy_container  # noqa: E402  pylint: disable=wrong-import-position
 
 MARK = secrets.token_hex(4)
 ERIN_DN = f"uid=erin-{MARK},ou=users,dc=stack,dc=local"
@@ -96,26 +95,6 @@ def resolved_to_host(domain: str):
         yield
     finally:
         socket.getaddrinfo = original
-
-
-@contextlib.contextmanager
-def via_caddy_container(stack: StackDeployment):
-    """Names under the domain resolve to Caddy's container address, port 443: the URLs containers use, so the OIDC
-    issuer the test sees is Open WebUI's too. The resolver in force before (the package fixture's) comes back."""
-    ip = container_ip(stack.container("caddy"), stack.network("frontend"))
-    previous = urllib3.util.connection.create_connection
-
-    def create_connection(address, *args, **kwargs):
-        host, port = address
-        if host == stack.domain or host.endswith("." + stack.domain):
-            host = ip
-        return previous((host, port), *args, **kwargs)
-
-    urllib3.util.connection.create_connection = create_connection
-    try:
-        yield
-    finally:
-        urllib3.util.connection.create_connection = previous
 
 
 def caddyfile_hosts(stack: StackDeployment) -> set[str]:

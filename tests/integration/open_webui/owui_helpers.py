@@ -16,26 +16,31 @@ from stacklib import StackDeployment, authelia_register_totp
 LITELLM_UID = 10001  # the harness LiteLLM image's user
 STANDIN_MODEL = "standin-chat"
 
-_original_create_connection = urllib3.util.connection.create_connection
-
 
 @contextlib.contextmanager
 def resolve_to(domain: str, ip: str):
     """Make every name under ``domain`` resolve to ``ip`` for requests, keeping SNI and the Host header, so the host
     talks to Caddy at its container address on port 443: the same URLs (no published port) that containers use, so
-    the OIDC issuer a browser sees equals the one Open WebUI sees."""
+    the OIDC issuer a browser sees equals the one Open WebUI sees. The resolver in force before (a package
+    fixture's) comes back afterwards."""
+    previous = urllib3.util.connection.create_connection
 
     def create_connection(address, *args, **kwargs):
         host, port = address
         if host == domain or host.endswith("." + domain):
             host = ip
-        return _original_create_connection((host, port), *args, **kwargs)
+        return previous((host, port), *args, **kwargs)
 
     urllib3.util.connection.create_connection = create_connection
     try:
         yield
     finally:
-        urllib3.util.connection.create_connection = _original_create_connection
+        urllib3.util.connection.create_connection = previous
+
+
+def via_caddy_container(stack):
+    """resolve_to the deployment's Caddy container on its frontend network."""
+    return resolve_to(stack.domain, container_ip(stack.container("caddy"), stack.network("frontend")))
 
 
 def container_ip(container, network: str) -> str:
