@@ -247,25 +247,30 @@ def clickhouse(query: str, user: str | None = None, password: str | None = None)
     return {"url": "http://clickhouse:8123/", "method": "POST", "body": query, "headers": headers}
 
 
-_original_create_connection = urllib3.util.connection.create_connection
-
-
 @contextlib.contextmanager
-def resolve_to_loopback(domain: str):
-    """Make every name under ``domain`` resolve to 127.0.0.1 for requests (like curl --resolve), keeping SNI and
-    the Host header intact so Caddy picks the right site and certificate."""
+def resolve_to(domain: str, ip: str):
+    """Make every name under ``domain`` resolve to ``ip`` for requests (like curl --resolve), keeping SNI and the
+    Host header so Caddy picks the right site and certificate. The resolver in force before (a package fixture's)
+    comes back afterwards."""
+    previous = urllib3.util.connection.create_connection
 
     def create_connection(address, *args, **kwargs):
         host, port = address
         if host == domain or host.endswith("." + domain):
-            host = "127.0.0.1"
-        return _original_create_connection((host, port), *args, **kwargs)
+            host = ip
+        return previous((host, port), *args, **kwargs)
 
     urllib3.util.connection.create_connection = create_connection
     try:
         yield
     finally:
-        urllib3.util.connection.create_connection = _original_create_connection
+        urllib3.util.connection.create_connection = previous
+
+
+def resolve_to_loopback(domain: str):
+    """Every name under ``domain`` resolves to 127.0.0.1 for requests (like curl --resolve), keeping SNI and the Host
+    header intact so Caddy picks the right site and certificate."""
+    return resolve_to(domain, "127.0.0.1")
 
 
 def json_or_none(response: requests.Response):

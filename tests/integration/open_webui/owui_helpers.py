@@ -2,44 +2,22 @@
 stand-in pair, and a browser's OIDC login (Authelia 4.39 API: first factor, TOTP, consent) scripted with requests."""
 from __future__ import annotations
 
-import contextlib
 import io
 import tarfile
 import time
 from urllib.parse import parse_qs, urljoin, urlsplit
 
 import requests
-import urllib3
 
-from stacklib import StackDeployment, authelia_register_totp
+from stacklib import StackDeployment, authelia_register_totp, resolve_to
 
 LITELLM_UID = 10001  # the harness LiteLLM image's user
 STANDIN_MODEL = "standin-chat"
 
 
-@contextlib.contextmanager
-def resolve_to(domain: str, ip: str):
-    """Make every name under ``domain`` resolve to ``ip`` for requests, keeping SNI and the Host header, so the host
-    talks to Caddy at its container address on port 443: the same URLs (no published port) that containers use, so
-    the OIDC issuer a browser sees equals the one Open WebUI sees. The resolver in force before (a package
-    fixture's) comes back afterwards."""
-    previous = urllib3.util.connection.create_connection
-
-    def create_connection(address, *args, **kwargs):
-        host, port = address
-        if host == domain or host.endswith("." + domain):
-            host = ip
-        return previous((host, port), *args, **kwargs)
-
-    urllib3.util.connection.create_connection = create_connection
-    try:
-        yield
-    finally:
-        urllib3.util.connection.create_connection = previous
-
-
 def via_caddy_container(stack):
-    """resolve_to the deployment's Caddy container on its frontend network."""
+    """The deployment's names resolve to its Caddy container (frontend network, port 443): the URLs containers use,
+    so the OIDC issuer the host sees equals the one Open WebUI sees."""
     return resolve_to(stack.domain, container_ip(stack.container("caddy"), stack.network("frontend")))
 
 
