@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from selenium import webdriver
-from selenium.common.exceptions import TimeoutException, WebDriverException
+from selenium.common.exceptions import StaleElementReferenceException, TimeoutException, WebDriverException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions
@@ -72,6 +72,11 @@ class Browser:
         subprocess.run(["certutil", "-A", "-d", f"sql:{nssdb}", "-n", "datamancy-caddy-local", "-t", "C,,",
                         "-i", str(root_ca)], check=True)
 
+    def keep_steps_in(self, out_dir: Path) -> None:
+        """Where the next steps' screenshots go (a browser kept open from one test to the next)."""
+        self.out_dir = out_dir
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+
     def url(self, host: str, path: str = "/") -> str:
         port = "" if self.port == 443 else f":{self.port}"
         return f"https://{host}.{self.domain}{port}{path}"
@@ -122,16 +127,20 @@ class Browser:
             raise AssertionError(f"still on {self.driver.current_url}, expected {prefix}") from error
         return self.driver.current_url
 
+    def _wait_for_page(self, timeout: float) -> WebDriverWait:
+        # A page that renders itself (React, Next.js) replaces its body while loading: read it again.
+        return WebDriverWait(self.driver, timeout, ignored_exceptions=(StaleElementReferenceException,))
+
     def wait_text(self, text: str, timeout: float = 30) -> None:
         try:
-            WebDriverWait(self.driver, timeout).until(lambda d: text in d.find_element(By.TAG_NAME, "body").text)
+            self._wait_for_page(timeout).until(lambda d: text in d.find_element(By.TAG_NAME, "body").text)
         except TimeoutException as error:
             raise AssertionError(f"{text!r} not on {self.driver.current_url}") from error
 
     def wait_any_text(self, *texts: str, timeout: float = 30) -> str:
         """The first of ``texts`` the page shows (pages that differ by state, such as a first visit)."""
         try:
-            return WebDriverWait(self.driver, timeout).until(
+            return self._wait_for_page(timeout).until(
                 lambda d: next((t for t in texts if t in d.find_element(By.TAG_NAME, "body").text), None))
         except TimeoutException as error:
             raise AssertionError(f"none of {texts} on {self.driver.current_url}") from error
@@ -159,6 +168,10 @@ class Browser:
                 expected_conditions.element_to_be_clickable((By.XPATH, xpath))).click()
         except TimeoutException as error:
             raise AssertionError(f"no {tag} {text!r} to click on {self.driver.current_url}") from error
+
+    def status(self) -> int:
+        """The HTTP status of the page on screen (what the browser's developer tools show)."""
+        return self.driver.execute_script("return performance.getEntriesByType('navigation')[0].responseStatus")
 
     def body(self) -> str:
         return self.driver.find_element(By.TAG_NAME, "body").text

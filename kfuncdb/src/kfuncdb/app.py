@@ -10,7 +10,7 @@ import os
 import pathlib
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from . import chat
+from . import chat, page
 from .errors import ApiError, from_exception
 from .plugins import builtin_plugins
 from .plugins.llm import LiteLLMClient
@@ -138,6 +138,19 @@ class ApiHandler(BaseHTTPRequestHandler):
         if self.command != "HEAD":
             self.wfile.write(data)
 
+    def send_page(self) -> None:
+        data = page.render(self.app.registry.describe(), self.app.settings.policy,
+                           self.headers.get("Remote-User")).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("Cache-Control", "no-store")
+        self.send_header("Content-Security-Policy", page.CSP)
+        self.send_header("X-Content-Type-Options", "nosniff")
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
+
     def fail(self, error: Exception) -> None:
         api_error = from_exception(error)
         if api_error.status == 500:
@@ -175,6 +188,8 @@ class ApiHandler(BaseHTTPRequestHandler):
                 return self.send_json(200, {"status": "ok"})
             if not self.authorised():
                 raise ApiError(401, "unauthorized", "missing or wrong API key")
+            if method in ("GET", "HEAD") and path == "/":
+                return self.send_page()
             if method == "GET" and path == "/tools":
                 return self.send_json(200, self.app.registry.describe())
             if method == "POST" and path == "/call-tool":
@@ -184,7 +199,7 @@ class ApiHandler(BaseHTTPRequestHandler):
                 return self.send_json(200, chat.complete(body, self.app.registry, self.app.llm,
                                                          self.app.settings.max_tool_rounds,
                                                          self.app.settings.llm_timeout_s))
-            if path in ("/healthz", "/tools", "/call-tool", "/v1/chat/completions"):
+            if path in ("/", "/healthz", "/tools", "/call-tool", "/v1/chat/completions"):
                 raise ApiError(405, "method_not_allowed", f"{method} is not allowed on {path}")
             raise ApiError(404, "not_found", f"no endpoint {path}")
         except Exception as error:  # noqa: BLE001 - every failure gets a structured answer

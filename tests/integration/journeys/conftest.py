@@ -45,6 +45,11 @@ class ReadmeDeployment:
         return f"juser{self.run}"
 
     @property
+    def lam_user(self) -> str:
+        """The account the administrator creates through LAM's pages."""
+        return f"jlam{self.run}"
+
+    @property
     def root_ca(self) -> Path:
         return self.base_dir / "caddy" / "data" / "caddy" / "pki" / "authorities" / "local" / "root.crt"
 
@@ -73,10 +78,16 @@ class ReadmeDeployment:
         return path
 
     def delete_accounts(self) -> None:
-        """The journeys' accounts out of the directory and their passwords out of the store."""
-        for uid in (self.admin, self.user):
-            subprocess.run(["docker", "exec", "openldap", "ldapdelete", "-Y", "EXTERNAL", "-H", "ldapi:///", "-Q",
-                            f"uid={uid},ou=users,dc=stack,dc=local"], capture_output=True, check=False)
+        """The journeys' accounts out of the directory (entries and group memberships: the directory has no
+        referential integrity overlay) and their passwords out of the store."""
+        for uid in (self.admin, self.user, self.lam_user):
+            dn = f"uid={uid},ou=users,dc=stack,dc=local"
+            for group in ("admins", "users", "openwebui-admin"):
+                subprocess.run(["docker", "exec", "-i", "openldap", "ldapmodify", "-Y", "EXTERNAL", "-H", "ldapi:///",
+                                "-Q"], input=f"dn: cn={group},ou=groups,dc=stack,dc=local\nchangetype: modify\n"
+                               f"delete: member\nmember: {dn}\n", text=True, capture_output=True, check=False)
+            subprocess.run(["docker", "exec", "openldap", "ldapdelete", "-Y", "EXTERNAL", "-H", "ldapi:///", "-Q", dn],
+                           capture_output=True, check=False)
             for path in self.secrets_dir.glob(f"ldap_user_{uid}_password*"):
                 path.unlink()
 
@@ -105,20 +116,46 @@ def readme(tmp_path_factory):
 
 
 @pytest.fixture
-def browsers(request, readme):
-    """browsers(name) opens one more person's browser for this test; all close at its end."""
-    opened = []
-    folder = RUN_DIR / request.node.name
+def ldap_entry():
+    """ldap_entry(dn) -> {attribute: [values]}, read over ldapi as slapd's root (what the directory holds, not
+    what a UI shows)."""
+    def read(dn: str) -> dict[str, list[str]]:
+        found = subprocess.run(["docker", "exec", "openldap", "ldapsearch", "-LLL", "-o", "ldif-wrap=no", "-Y",
+                                "EXTERNAL", "-H", "ldapi:///", "-Q", "-s", "base", "-b", dn],
+                               capture_output=True, text=True, check=True).stdout
+        entry: dict[str, list[str]] = {}
+        for line in found.splitlines():
+            name, sep, value = line.partition(": ")
+            if sep and not name.endswith(":"):  # base64 values (name::) are not compared here
+                entry.setdefault(name, []).append(value)
+        return entry
+    return read
 
-    def open_browser(name: str) -> Browser:
-        browser = Browser(name, folder / name, readme.root_ca, readme.domain, readme.port)
-        opened.append(browser)
+
+@pytest.fixture(scope="module")
+def open_browsers(readme):
+    """The people's browsers of one journey module, kept open from test to test as a person keeps a browser."""
+    opened: dict[str, Browser] = {}
+    yield opened
+    for browser in opened.values():
+        browser.close()
+
+
+@pytest.fixture
+def browsers(request, readme, open_browsers):
+    """browsers(name): that person's browser (opened at first use, kept for the module); every step of this test
+    is kept in RUN_DIR/<test>/<name>/."""
+    folder = RUN_DIR / request.node.name
+    request.node.journey_folder = folder
+
+    def browser_of(name: str) -> Browser:
+        if name not in open_browsers:
+            open_browsers[name] = Browser(name, folder / name, readme.root_ca, readme.domain, readme.port)
+        browser = open_browsers[name]
+        browser.keep_steps_in(folder / name)
         return browser
 
-    request.node.journey_folder = folder
-    yield open_browser
-    for browser in opened:
-        browser.close()
+    return browser_of
 
 
 @pytest.hookimpl(hookwrapper=True)

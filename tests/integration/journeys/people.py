@@ -1,14 +1,16 @@
-"""What a person does in the portal, step by step, as the journeys share it (Authelia 4.39's web portal)."""
+"""What a person does, step by step, as the journeys share it: Authelia 4.39's portal, Open WebUI, LAM."""
 from __future__ import annotations
 
+import base64
 import re
 import time
 from pathlib import Path
 
 from selenium.common.exceptions import TimeoutException
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions
-from selenium.webdriver.support.ui import WebDriverWait
+from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from browser import Browser, totp
 
@@ -107,3 +109,99 @@ class Person:
             b.wait("#otp-input", 60)
             time.sleep(0.5)
             self.type_code()
+
+    def signs_in_to_open_webui(self) -> None:
+        """From Open WebUI's own sign-in page: Continue with Authelia, the portal's consent once, the chat."""
+        b = self.browser
+        with b.step("Open WebUI offers its sign-in"):
+            b.wait_any_text("Continue with Authelia", "Get started", timeout=60)
+            if "Get started" in b.body():
+                b.click_text("Get started")
+            b.click_text("Continue with Authelia", timeout=60)
+        with b.step("the portal asks for consent, once"):
+            WebDriverWait(b.driver, 60).until(
+                lambda d: d.find_elements(By.CSS_SELECTOR, "#openid-consent-accept, #chat-input"))
+            if b.driver.find_elements(By.CSS_SELECTOR, "#openid-consent-accept"):
+                assert "Open WebUI" in b.body()
+                b.click("#openid-consent-accept")
+        with b.step("Open WebUI's chat"):
+            b.wait_url(b.url("open-webui"), 60)
+            b.wait("#chat-input", 60)
+
+    def chats(self, question: str) -> None:
+        """Types a question into Open WebUI's chat and sends it (the model Open WebUI preselects)."""
+        b = self.browser
+        with b.step(f"asks {question!r}"):
+            if "Okay, Let's Go!" in b.body():  # the release notes a first visit may show
+                b.click_text("Okay, Let's Go!")
+            box = b.wait("#chat-input", 60)
+            box.click()
+            box.send_keys(question)
+            time.sleep(0.3)
+            box.send_keys(Keys.ENTER)
+
+    def signs_out_at_the_portal(self) -> None:
+        b = self.browser
+        with b.step(f"{self.username} signs out at the portal"):
+            b.open(b.url("auth"))
+            b.click("#logout-button", timeout=60)
+            b.wait("#username-textfield", 60)
+
+    # --- LAM (LDAP Account Manager 8.3), as the administrator uses it --------------------------------------------
+
+    def signs_in_to_lam(self, directory_admin_password: str) -> None:
+        """LAM's own login past the portal: LAM binds as the directory's administrator (the README: its password
+        is in the store)."""
+        b = self.browser
+        with b.step("LAM's own login, past the portal"):
+            b.wait_url(b.url("lam"), 60)
+            b.wait("input[name=passwd]", 60)
+        with b.step("signs in to LAM"):
+            b.type("input[name=passwd]", directory_admin_password)
+            b.click("button[name=checklogin]")
+            b.wait("#btn_new", 60)
+
+    def creates_a_user_in_lam(self, uid: str, given_name: str, surname: str, mail: str, password: str) -> None:
+        """Users > New user: name, mail, Set password, Save."""
+        b = self.browser
+        with b.step("opens New user"):
+            b.open(b.url("lam", "/lam/templates/lists/list.php?type=user"))
+            b.click("#btn_new", timeout=60)
+            b.wait("#uid", 60)
+        with b.step(f"fills in {uid}"):
+            Select(b.wait("#accountContainerRDN")).select_by_visible_text("uid")
+            b.type("#uid", uid)
+            b.type("#givenName", given_name)
+            b.type("#sn", surname)
+            b.type("#cn_0", f"{given_name} {surname}")
+            b.type("#mail_0", mail)
+        with b.step("sets the password"):
+            b.click("#btn_accountContainerPassword")
+            b.type("#newPassword1", password)
+            b.type("#newPassword2", password)
+            b.click("#btn_changePwdOk")
+            # LAM confirms that the password is stored with the account.
+            b.click(".swal2-confirm")
+        with b.step("saves the account"):
+            b.click("#btn_accountContainerSaveAccount")
+            b.wait_text("Account was created successfully.", 60)
+
+    def adds_to_group_in_lam(self, member_dn: str, group: str, groups_dn: str) -> None:
+        """Tools > Tree view: the group's entry, one more `member` value, Save (free LAM has no group module for
+        groupOfNames, the directory's kind of group)."""
+        b = self.browser
+        with b.step("opens the tree view"):
+            b.open(b.url("lam", "/lam/templates/tools/treeView.php"))
+            node = base64.b64encode(groups_dn.encode()).decode()
+            b.click(f"li[id='{node}'] > i.jstree-ocl", timeout=60)
+        with b.step(f"opens group {group}"):
+            b.click_text(f"cn={group}", tag="a")
+            b.wait("input.lam-attr-member", 60)
+        with b.step(f"adds {member_dn} as a member and saves"):
+            before = len(b.driver.find_elements(By.CSS_SELECTOR, "input.lam-attr-member"))
+            b.driver.find_elements(By.CSS_SELECTOR, "#attributeList_member a[onclick*='addValue']")[-1].click()
+            WebDriverWait(b.driver, 10).until(
+                lambda d: len(d.find_elements(By.CSS_SELECTOR, "input.lam-attr-member")) == before + 1)
+            b.driver.find_elements(By.CSS_SELECTOR, "input.lam-attr-member")[-1].send_keys(member_dn)
+            b.click("#btn_savebutton")
+            b.wait_text("All changes were successful.", 60)

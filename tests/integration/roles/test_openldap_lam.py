@@ -256,7 +256,8 @@ def test_lam_serves_profile_for_the_directory(stack):
     assert "ServerURL: ldap://openldap:389" in lines
     assert f"Admins: cn=admin,{BASE_DN}" in lines
     assert f"types: suffix_user: ou=users,{BASE_DN}" in lines
-    assert f"types: suffix_group: ou=groups,{BASE_DN}" in lines
+    # People only (inetOrgPerson, what Authelia reads); groupOfNames members are edited in the tree view.
+    assert "types: modules_user: inetOrgPerson" in lines and "activeTypes: user" in lines
     assert f"treesuffix: {BASE_DN}" in lines
 
     # LAM's own password check (LAMCfgMain) accepts the generated master password and not the well-known default.

@@ -165,12 +165,31 @@ def test_404_and_405_for_other_paths(api):
     assert requests.get(f"{url}/call-tool", timeout=5).status_code == 405
 
 
+def test_the_page_shows_every_tool_its_needs_and_the_policy_escaped_and_inert(api):
+    url = api()
+    response = requests.get(f"{url}/", headers={"Remote-User": "<b>ada</b>"}, timeout=5)
+    assert response.status_code == 200 and response.headers["Content-Type"].startswith("text/html")
+    page = response.text
+    assert "Capabilities this host grants (KFUNCDB_ALLOW_CAPS): <code>host.shell.read</code>" in page
+    # A refused plugin's tool is listed with what it lacks; the others are available.
+    assert "<code>remote_ps</code>" in page and "refused: needs host.ssh.exec" in page
+    assert page.count('class="available"') == len([t for t in requests.get(f"{url}/tools", timeout=5).json()
+                                                    if t["available"]])
+    # The signed-in name is text, never markup; the page can run nothing and submit nothing.
+    assert "Signed in as <strong>&lt;b&gt;ada&lt;/b&gt;</strong>" in page
+    assert "<script" not in page and "<form" not in page
+    assert "default-src 'none'" in response.headers["Content-Security-Policy"]
+    assert response.headers["Cache-Control"] == "no-store"
+    assert requests.post(f"{url}/", json={}, timeout=5).status_code == 405
+
+
 def test_api_key_when_configured(api, tmp_path):
     key = tmp_path / "key"
     key.write_text("k" * 32 + "\n")
     url = api({"KFUNCDB_API_KEY_FILE": str(key)})
     assert requests.get(f"{url}/healthz", timeout=5).status_code == 200  # health stays open for the engine
     assert requests.get(f"{url}/tools", timeout=5).status_code == 401
+    assert requests.get(f"{url}/", timeout=5).status_code == 401  # the page lists the policy: keyed like /tools
     assert requests.get(f"{url}/tools", headers={"Authorization": "Bearer wrong"}, timeout=5).status_code == 401
     assert requests.get(f"{url}/tools", headers={"Authorization": "Bearer " + "k" * 32}, timeout=5).status_code == 200
 
