@@ -267,6 +267,24 @@ def resolve_to(domain: str, ip: str):
         urllib3.util.connection.create_connection = previous
 
 
+@contextlib.contextmanager
+def resolve_for_every_client(domain: str, ip: str = "127.0.0.1"):
+    """Names under ``domain`` resolve to ``ip`` for any client library in this process (the OpenAI client's httpx
+    does not go through urllib3), keeping SNI and Host."""
+    original = socket.getaddrinfo
+
+    def getaddrinfo(host, *args, **kwargs):
+        if isinstance(host, str) and (host == domain or host.endswith("." + domain)):
+            host = ip
+        return original(host, *args, **kwargs)
+
+    socket.getaddrinfo = getaddrinfo
+    try:
+        yield
+    finally:
+        socket.getaddrinfo = original
+
+
 def resolve_to_loopback(domain: str):
     """Every name under ``domain`` resolves to 127.0.0.1 for requests (like curl --resolve), keeping SNI and the Host
     header intact so Caddy picks the right site and certificate."""

@@ -12,7 +12,6 @@ The module leaves the deployment in full mode, recorded, converged (a last re-ru
 """
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
@@ -30,7 +29,8 @@ import openai
 import pytest
 import yaml
 
-from stacklib import ANSIBLE_PLAYBOOK, REPO_ROOT, PlaybookRun, StackDeployment, clickhouse, http, qdrant
+from stacklib import (ANSIBLE_PLAYBOOK, REPO_ROOT, PlaybookRun, StackDeployment, clickhouse, http, qdrant,
+                      resolve_for_every_client)
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "open_webui"))
 from owui_helpers import Browser, via_caddy_container  # noqa: E402  pylint: disable=wrong-import-position
@@ -77,24 +77,6 @@ def recorded_mode(stack: StackDeployment) -> str | None:
 
 def container_states(stack: StackDeployment) -> dict[str, tuple[str, str]]:
     return {c.name: (c.id, c.attrs["State"]["StartedAt"]) for c in stack.containers()}
-
-
-@contextlib.contextmanager
-def resolved_to_host(domain: str):
-    """Names under the domain resolve to 127.0.0.1 for any client library (the OpenAI client's httpx2 does not go
-    through urllib3), keeping SNI and Host."""
-    original = socket.getaddrinfo
-
-    def getaddrinfo(host, *args, **kwargs):
-        if isinstance(host, str) and (host == domain or host.endswith("." + domain)):
-            host = "127.0.0.1"
-        return original(host, *args, **kwargs)
-
-    socket.getaddrinfo = getaddrinfo
-    try:
-        yield
-    finally:
-        socket.getaddrinfo = original
 
 
 def caddyfile_hosts(stack: StackDeployment) -> set[str]:
@@ -185,7 +167,7 @@ def owui_rows(stack: StackDeployment, sql: str, *params) -> list:
 def test_litellm_answers_the_openai_client_on_the_default_routes(stack):
     key = stack.read_secret("litellm_master_key").strip()
     prompt = f"hello through api.litellm {MARK}"
-    with resolved_to_host(stack.domain), httpx2.Client(verify=str(stack.caddy_root_ca()), trust_env=False,
+    with resolve_for_every_client(stack.domain), httpx2.Client(verify=str(stack.caddy_root_ca()), trust_env=False,
                                                        timeout=120) as http_client:
         client = openai.OpenAI(base_url=stack.url("api.litellm", "/v1"), api_key=key, http_client=http_client,
                                max_retries=0)

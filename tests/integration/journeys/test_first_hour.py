@@ -3,8 +3,8 @@
 The administrator opens LAM, meets the portal's login form, signs in, registers TOTP through the portal (the
 one-time code from the notifier's mail, the key shown as text) and reaches LAM; there creates a user with a password
 and puts her into `users`, through LAM's pages. That user signs in to Open WebUI through the portal (OIDC, consent),
-asks a question and reads the answer LiteLLM streamed back from the model; the UIs for administrators refuse her
-with a page that says so. The administrator reaches LiteLLM's UI and KFuncDB's. Signing out at the portal sends
+asks a question and reads the answer LiteLLM streamed back from the model; a program asks the same through
+api.litellm with the OpenAI client. The UIs for administrators refuse her with a page that says so. The administrator reaches LiteLLM's UI and KFuncDB's. Signing out at the portal sends
 every UI back to the login form, Open WebUI included.
 
 The tests share the people's browsers and run in this order; each later one needs what the earlier ones did.
@@ -14,7 +14,11 @@ from __future__ import annotations
 import hashlib
 import secrets
 
+import httpx2
+import openai
 import pytest
+
+from stacklib import resolve_for_every_client
 
 from .people import Person
 
@@ -100,6 +104,24 @@ def test_the_new_user_signs_in_to_open_webui_and_reads_the_streamed_answer(brows
     with browser.step("the answer comes back"):
         browser.wait_text(standin_answer(QUESTION), 90)
     assert browser.driver.current_url.startswith(browser.url("open-webui", "/c/"))
+
+
+def test_a_program_asks_litellms_api_with_the_openai_client(readme):
+    """What a developer does after the chat works: the OpenAI client against api.litellm (the machine API: Caddy's
+    allowlist and LiteLLM's key, no SSO), with the key an operator takes from the store, streaming and not."""
+    question = f"{QUESTION} ({readme.run})"
+    with resolve_for_every_client(readme.domain), httpx2.Client(verify=str(readme.root_ca), trust_env=False,
+                                                                timeout=120) as http_client:
+        client = openai.OpenAI(base_url=f"https://api.litellm.{readme.domain}/v1", http_client=http_client,
+                               api_key=readme.secret("litellm_master_key"), max_retries=0)
+        assert {"chat", "embed-small"} <= {model.id for model in client.models.list()}
+        answer = client.chat.completions.create(model="chat", messages=[{"role": "user", "content": question}])
+        assert answer.choices[0].message.content == standin_answer(question)
+        chunks = list(client.chat.completions.create(model="chat", stream=True,
+                                                     messages=[{"role": "user", "content": question}]))
+        assert len(chunks) > 1, "one chunk is not a stream"
+        assert "".join(chunk.choices[0].delta.content or "" for chunk in chunks if chunk.choices) == \
+            standin_answer(question)
 
 
 def test_the_user_is_refused_on_the_administrators_uis_with_a_page_that_says_so(browsers, people):
