@@ -167,8 +167,8 @@ def owui_rows(stack: StackDeployment, sql: str, *params) -> list:
 def test_litellm_answers_the_openai_client_on_the_default_routes(stack):
     key = stack.read_secret("litellm_master_key").strip()
     prompt = f"hello through api.litellm {MARK}"
-    with resolve_for_every_client(stack.domain), httpx2.Client(verify=str(stack.caddy_root_ca()), trust_env=False,
-                                                       timeout=120) as http_client:
+    with resolve_for_every_client(stack.domain), \
+            httpx2.Client(verify=str(stack.caddy_root_ca()), trust_env=False, timeout=120) as http_client:
         client = openai.OpenAI(base_url=stack.url("api.litellm", "/v1"), api_key=key, http_client=http_client,
                                max_retries=0)
         assert CHAT in [model.id for model in client.models.list()]

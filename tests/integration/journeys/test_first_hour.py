@@ -4,8 +4,9 @@ The administrator opens LAM, meets the portal's login form, signs in, registers 
 one-time code from the notifier's mail, the key shown as text) and reaches LAM; there creates a user with a password
 and puts her into `users`, through LAM's pages. That user signs in to Open WebUI through the portal (OIDC, consent),
 asks a question and reads the answer LiteLLM streamed back from the model; a program asks the same through
-api.litellm with the OpenAI client. The UIs for administrators refuse her with a page that says so. The administrator reaches LiteLLM's UI and KFuncDB's. Signing out at the portal sends
-every UI back to the login form, Open WebUI included.
+api.litellm with the OpenAI client. The UIs for administrators refuse her with a page that says so. The
+administrator reaches LiteLLM's UI and KFuncDB's. Signing out at the portal sends every UI back to the login form,
+Open WebUI included.
 
 The tests share the people's browsers and run in this order; each later one needs what the earlier ones did.
 """

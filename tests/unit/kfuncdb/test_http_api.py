@@ -173,8 +173,8 @@ def test_the_page_shows_every_tool_its_needs_and_the_policy_escaped_and_inert(ap
     assert "Capabilities this host grants (KFUNCDB_ALLOW_CAPS): <code>host.shell.read</code>" in page
     # A refused plugin's tool is listed with what it lacks; the others are available.
     assert "<code>remote_ps</code>" in page and "refused: needs host.ssh.exec" in page
-    assert page.count('class="available"') == len([t for t in requests.get(f"{url}/tools", timeout=5).json()
-                                                    if t["available"]])
+    tools = requests.get(f"{url}/tools", timeout=5).json()
+    assert page.count('class="available"') == len([tool for tool in tools if tool["available"]])
     # The signed-in name is text, never markup; the page can run nothing and submit nothing.
     assert "Signed in as <strong>&lt;b&gt;ada&lt;/b&gt;</strong>" in page
     assert "<script" not in page and "<form" not in page
