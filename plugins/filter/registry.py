@@ -10,17 +10,18 @@ a vhost without a ``policy`` gets ``sso``, and only an explicit ``public`` with 
 from __future__ import annotations
 
 import ipaddress
-import re
 
 from ansible.errors import AnsibleFilterError
 
-MODES = ("bootstrap", "full")
-POLICIES = ("sso", "sso_admins", "api", "public")
+from ansible_collections.datamancy.stack.plugins.plugin_utils.registry_schema import (
+    BACKUP_KINDS,
+    MODES,
+    Invalid,
+    flag,
+    service_errors,
+)
+
 FORWARD_AUTH_POLICIES = ("sso", "sso_admins")
-KNOWN_NETWORKS = ("frontend", "backend", "database")
-_UPSTREAM = re.compile(r"^[a-z0-9][a-z0-9_.-]*:[0-9]{1,5}$")
-_HOST_LABELS = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)(\.(?!-)[a-z0-9-]{1,63}(?<!-))*$")
-_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 def _allowlist_entries(value):
@@ -30,12 +31,12 @@ def _allowlist_entries(value):
 
 
 def _flag(value, default):
-    """A registry flag that may arrive as a templated string ("False", "no", "0") as well as a bool."""
-    if value is None:
-        return default
-    if isinstance(value, str):
-        return value.strip().lower() not in ("", "false", "no", "off", "0")
-    return bool(value)
+    """A registry flag, read one way everywhere (plugin_utils/registry_schema.py: flag); the schema has refused
+    anything else before this runs."""
+    try:
+        return flag(value, default)
+    except Invalid as error:
+        raise AnsibleFilterError(f"registry flag {value!r} {error}") from None
 
 
 def _vhost_enabled(vhost):
@@ -63,83 +64,77 @@ RELAXATIONS = {
 
 def _relaxation_errors(where, service):
     errors = []
-    cap_add = service.get("cap_add") or []
-    if not isinstance(cap_add, list) or not all(re.match(r"^[A-Z_]+$", str(cap)) for cap in cap_add):
-        errors.append(f"{where}: cap_add must be a list of capability names like NET_BIND_SERVICE")
-    elif cap_add and not str(service.get("cap_add_reason", "")).strip():
+    if service.get("cap_add") and not service.get("cap_add_reason", "").strip():
         errors.append(f"{where}: cap_add needs a cap_add_reason saying why")
     for key, (relaxed, reason) in RELAXATIONS.items():
-        if key in service and _flag(service[key], not relaxed) == relaxed and not str(service.get(reason, "")).strip():
+        if _flag(service.get(key), not relaxed) == relaxed and not service.get(reason, "").strip():
             errors.append(f"{where}: {key}: {str(relaxed).lower()} needs a {reason} saying why")
     return errors
 
 
 def _secret_env_errors(where, service):
     """secret_env maps environment variables to secrets the service lists (so a rotation restarts it)."""
-    secret_env = service.get("secret_env", {})
-    if not isinstance(secret_env, dict):
-        return [f"{where}: secret_env must map environment variable names to secret names"]
-    errors = []
     listed = set(service.get("secrets", []))
-    for variable, secret in secret_env.items():
-        if not _ENV_NAME.fullmatch(str(variable)):
-            errors.append(f"{where}: secret_env variable '{variable}' is not an environment variable name")
-        if secret not in listed:
-            errors.append(f"{where}: secret_env '{variable}' names '{secret}', which its secrets do not list")
+    return [f"{where}: secret_env '{variable}' names '{secret}', which its secrets do not list"
+            for variable, secret in service.get("secret_env", {}).items() if secret not in listed]
+
+
+def _vhost_errors(vwhere, vhost):
+    errors = []
+    policy = vhost.get("policy", "sso")
+    if policy == "public" and not vhost.get("public_reason", "").strip():
+        errors.append(f"{vwhere}: policy 'public' needs a public_reason saying why it may skip SSO")
+    entries = _allowlist_entries(vhost.get("allowlist"))
+    if policy == "api":
+        if not entries:
+            errors.append(f"{vwhere}: policy 'api' needs an allowlist of CIDRs")
+        bad = [entry for entry in entries if not _valid_cidr(entry)]
+        if bad:
+            errors.append(f"{vwhere}: invalid CIDR(s) in allowlist: {', '.join(bad)}")
+    elif entries:
+        errors.append(f"{vwhere}: allowlist applies to policy 'api' only (this vhost's policy is '{policy}')")
     return errors
 
 
 def registry_errors(services, ingress="caddy"):
-    """Every rule the registry must satisfy, as a list of human-readable errors (empty when valid)."""
-    errors = []
+    """Every rule the registry must satisfy, as a list of human-readable errors (empty when valid): first its
+    schema (plugin_utils/registry_schema.py), then the rules between keys and between services."""
     if not isinstance(services, dict) or not services:
         return ["stack_services must be a non-empty mapping of service name to description"]
+    errors = []
+    for name, service in services.items():
+        errors.extend(service_errors(name, service))
+    if errors:
+        # The rules below read the values the schema checks; they would only repeat its errors.
+        return errors
     ingress_networks = set(services.get(ingress, {}).get("networks", []))
     if not ingress_networks:
         errors.append(f"the ingress service '{ingress}' must be in the registry with its networks")
     seen_hosts = {}
     for name, service in services.items():
         where = f"service '{name}'"
-        if not isinstance(service, dict):
-            errors.append(f"{where}: description must be a mapping")
-            continue
-        if service.get("mode", "full") not in MODES:
-            errors.append(f"{where}: mode must be one of {', '.join(MODES)}, got '{service.get('mode')}'")
-        networks = service.get("networks", [])
-        unknown = sorted(set(networks) - set(KNOWN_NETWORKS))
-        if unknown:
-            errors.append(f"{where}: unknown network(s) {', '.join(unknown)}")
         errors.extend(_relaxation_errors(where, service))
         errors.extend(_secret_env_errors(where, service))
+        for dependency in service.get("depends_on", []):
+            if dependency == name or dependency not in services:
+                errors.append(f"{where}: depends_on names '{dependency}', which is not another service of the "
+                              "registry")
         vhosts = service.get("vhosts", [])
-        if vhosts and not set(networks) & ingress_networks and name != ingress:
+        if vhosts and not set(service.get("networks", [])) & ingress_networks and name != ingress:
             errors.append(
                 f"{where}: has vhosts but shares no network with '{ingress}' "
                 f"({', '.join(sorted(ingress_networks))}), so the ingress could not reach it"
             )
+        if service.get("oidc") and not (service["oidc"].get("host") or vhosts):
+            errors.append(f"{where}: oidc needs a vhost (or oidc.host) for its redirect URI")
         for vhost in (v for v in vhosts if _vhost_enabled(v)):
-            host = str(vhost.get("host", ""))
+            host = vhost["host"]
             vwhere = f"{where} vhost '{host}'"
-            if not _HOST_LABELS.match(host):
-                errors.append(f"{vwhere}: host must be DNS label(s) relative to the domain, e.g. 'open-webui'")
-            elif host in seen_hosts:
+            if host in seen_hosts:
                 errors.append(f"{vwhere}: host already used by service '{seen_hosts[host]}'")
             else:
                 seen_hosts[host] = name
-            if not _UPSTREAM.match(str(vhost.get("upstream", ""))):
-                errors.append(f"{vwhere}: upstream must be '<container>:<port>', got '{vhost.get('upstream')}'")
-            policy = vhost.get("policy", "sso")
-            if policy not in POLICIES:
-                errors.append(f"{vwhere}: policy must be one of {', '.join(POLICIES)}, got '{policy}'")
-            if policy == "public" and not str(vhost.get("public_reason", "")).strip():
-                errors.append(f"{vwhere}: policy 'public' needs a public_reason saying why it may skip SSO")
-            if policy == "api":
-                entries = _allowlist_entries(vhost.get("allowlist"))
-                if not entries:
-                    errors.append(f"{vwhere}: policy 'api' needs an allowlist of CIDRs")
-                bad = [entry for entry in entries if not _valid_cidr(entry)]
-                if bad:
-                    errors.append(f"{vwhere}: invalid CIDR(s) in allowlist: {', '.join(bad)}")
+            errors.extend(_vhost_errors(vwhere, vhost))
     return errors
 
 
@@ -149,7 +144,7 @@ def registry_active(services, mode):
         raise AnsibleFilterError(f"stack mode must be one of {', '.join(MODES)}, got '{mode}'")
     active = {}
     for name, service in services.items():
-        if not service.get("enabled", True):
+        if not _flag(service.get("enabled"), True):
             continue
         if mode == "full" or service.get("mode", "full") == "bootstrap":
             active[name] = service
@@ -213,7 +208,7 @@ def registry_oidc_clients(services, domain):
         host = oidc.get("host") or service.get("vhosts", [{}])[0].get("host")
         if not host or not oidc.get("redirect_path"):
             raise AnsibleFilterError(f"service '{name}': oidc needs redirect_path and a vhost (or oidc.host)")
-        safe = re.sub(r"[^A-Za-z0-9_]", "_", client_id)
+        safe = "".join(char if char.isalnum() or char == "_" else "_" for char in client_id)
         clients.append(
             {
                 "service": name,
@@ -254,15 +249,13 @@ def authelia_access_rules(vhosts, admin_group="admins", user_groups=("admins", "
     return rules
 
 
-BACKUP_KINDS = ("none", "sqlite", "ldif", "clickhouse", "qdrant")
-
-
 def registry_backup_volumes(services, volume_prefix="", base_dir=""):
     """The volumes the backup copies (``backup: true``) of ``services`` (pass the active ones), with how.
 
     ``source`` is the docker volume (``<volume_prefix><name>``) or the bind directory
-    (``<base_dir>/<service>/<name>``), ``path`` where the service mounts it; ``files`` says whether the backup reads the volume's files (kinds ``none``
-    and ``sqlite``) or goes through the service's interface (``ldif``, ``clickhouse``, ``qdrant``)."""
+    (``<base_dir>/<service>/<name>``), ``path`` where the service mounts it; ``files`` says whether the backup
+    reads the volume's files (kinds ``none`` and ``sqlite``) or goes through the service's interface (``ldif``,
+    ``clickhouse``, ``qdrant``)."""
     volumes = []
     for service, spec in services.items():
         for volume in spec.get("volumes", []):

@@ -25,8 +25,8 @@ from __future__ import annotations
 import hashlib
 import re
 
-KEY_RE = re.compile(r'^[A-Za-z_][A-Za-z0-9_]*$')
-BARE_RE = re.compile(r'^[A-Za-z0-9_./:@+=,%^~-]*$')
+KEY_RE = re.compile(r'^[A-Za-z_][A-Za-z0-9_]*\Z')
+BARE_RE = re.compile(r'^[A-Za-z0-9_./:@+=,%^~-]*\Z')
 HEADER = '# Managed by Ansible (datamancy.stack.env_file). Manual changes are overwritten.\n'
 
 

@@ -78,11 +78,11 @@ MIN_PBKDF2_ROUNDS = 100000
 # Authelia's recommended argon2id parameters (memory in KiB).
 ARGON2_PARAMS = {'memory_cost': 65536, 'rounds': 3, 'parallelism': 4}
 
-NAME_RE = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$')
-HEX_RE = re.compile(r'^[0-9a-f]+$')
-B64_RE = re.compile(r'^[A-Za-z0-9+/]+={0,2}$')
-URLSAFE_B64_RE = re.compile(r'^[A-Za-z0-9_-]+={0,2}$')
-API_KEY_PREFIX_RE = re.compile(r'^[A-Za-z0-9_-]{0,16}$')
+NAME_RE = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_-]{0,127}\Z')
+HEX_RE = re.compile(r'^[0-9a-f]+\Z')
+B64_RE = re.compile(r'^[A-Za-z0-9+/]+={0,2}\Z')
+URLSAFE_B64_RE = re.compile(r'^[A-Za-z0-9_-]+={0,2}\Z')
+API_KEY_PREFIX_RE = re.compile(r'^[A-Za-z0-9_-]{0,16}\Z')
 
 
 def validate_name(name, what='secret name'):
@@ -138,7 +138,7 @@ def normalize_spec(spec):
         params['size'] = size
     elif kind == 'ssh_ed25519':
         comment = spec.get('comment') or ''
-        if not re.match(r'^[A-Za-z0-9@._+-]{0,128}$', comment):
+        if not re.match(r'^[A-Za-z0-9@._+-]{0,128}\Z', comment):
             raise SpecError('secret %r: comment %r may only contain letters, digits and "@._+-"' % (name, comment))
         params['comment'] = comment
     elif kind == 'digest':

@@ -8,15 +8,16 @@ import ipaddress
 import re
 
 # One DNS label: letters, digits and inner hyphens, at most 63 characters (RFC 1035 / RFC 1123).
-_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$", re.IGNORECASE)
+_LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)", re.IGNORECASE)
 
 
 def cidr(value):
     """True for an IPv4/IPv6 network or single address (``10.0.0.0/8``, ``::1``) with no host bits set."""
-    if not isinstance(value, str) or not value.strip():
+    # Whole strings only: a value with a line break around it would carry the break into the Caddyfile.
+    if not isinstance(value, str) or not value or value != value.strip():
         return False
     try:
-        ipaddress.ip_network(value.strip(), strict=True)
+        ipaddress.ip_network(value, strict=True)
     except ValueError:
         return False
     return True
@@ -33,7 +34,7 @@ def domain(value):
     if not isinstance(value, str) or len(value) > 253:
         return False
     labels = value.split(".")
-    return len(labels) >= 2 and all(_LABEL.match(label) for label in labels) and not labels[-1].isdigit()
+    return len(labels) >= 2 and all(_LABEL.fullmatch(label) for label in labels) and not labels[-1].isdigit()
 
 
 class TestModule:

@@ -46,11 +46,12 @@ def full_stack():
 
 # The order the suites share the deployment in: the idempotence check first, on a deployment nothing else has
 # touched yet; then the leak test (it recreates every container and rotates keys); then the mode checks and
-# switches (test_modes leaves it full, recorded and converged); then the audit (read-mostly); then the suites that
-# restore, rotate and update; the uninstall last (it leaves the deployment purged).
-MODULE_ORDER = ("test_full_mode", "test_no_leak_full", "test_modes", "test_audit", "test_backup_restore",
-                "test_rotate", "test_update",
-                "test_export_compose", "test_backup_sftp", "test_uninstall")
+# switches (test_modes leaves it full, recorded and converged); then the registry refusals (they change nothing);
+# then the audit (read-mostly); then the suites that restore, rotate and update; the uninstall last (it leaves the
+# deployment purged).
+MODULE_ORDER = ("test_full_mode", "test_no_leak_full", "test_modes", "test_registry_refusals", "test_audit",
+                "test_backup_restore", "test_rotate", "test_update", "test_export_compose", "test_backup_sftp",
+                "test_uninstall")
 
 
 def pytest_collection_modifyitems(items):

@@ -85,7 +85,7 @@ def test_vhosts_are_sorted_and_complete():
         (lambda r: r["lam"]["vhosts"][0].update(host="auth"), "already used by service 'authelia'"),
         (lambda r: r["lam"]["vhosts"][0].update(host="Bad_Host"), "host must be DNS label"),
         (lambda r: r["lam"].update(networks=["backend"]), "shares no network with 'caddy'"),
-        (lambda r: r["lam"].update(networks=["frontend", "dmz"]), "unknown network(s) dmz"),
+        (lambda r: r["lam"].update(networks=["frontend", "dmz"]), "networks entry 'dmz' must be one of frontend, backend, database"),
         (lambda r: r["lam"].update(mode="later"), "mode must be one of"),
         (lambda r: r["litellm"]["vhosts"][1].update(allowlist="10.0.0.0/8 300.1.1.1/32"), "invalid CIDR(s)"),
         (lambda r: r["litellm"]["vhosts"][1].pop("allowlist"), "needs an allowlist"),
@@ -93,7 +93,7 @@ def test_vhosts_are_sorted_and_complete():
         (lambda r: r["lam"].update(secret_env={"LAM_PASSWORD": "lam_other_password"}),
          "secret_env 'LAM_PASSWORD' names 'lam_other_password', which its secrets do not list"),
         (lambda r: r["lam"].update(secrets=["x_key"], secret_env={"BAD-NAME": "x_key"}),
-         "secret_env variable 'BAD-NAME' is not an environment variable name"),
+         "secret_env 'BAD-NAME' is not an environment variable name"),
         (lambda r: r["lam"].update(secret_env=["x_key"]), "secret_env must map environment variable names"),
     ],
 )
@@ -188,7 +188,8 @@ def test_a_switched_on_vhost_is_rendered_and_validated(switch):
     if switch is not None:
         vhost["enabled"] = switch
     registry["litellm"]["vhosts"].append(vhost)
-    assert any("invalid CIDR(s) in allowlist: not-a-cidr" in error for error in registry_errors(registry))
+    assert registry_errors(registry) == ["service 'litellm' vhost 'api2.litellm': allowlist must be CIDRs, "
+                                         "space-separated or a list (got 'not-a-cidr')"]
     assert "api2.litellm.example.test" in [v["fqdn"] for v in registry_vhosts(registry, "example.test")]
 
 
@@ -200,3 +201,106 @@ def test_mtls_accepts_templated_strings(value, expected):
         registry["litellm"]["vhosts"][1]["mtls"] = value
     vhosts = {v["fqdn"]: v for v in registry_vhosts(registry, "example.test")}
     assert vhosts["api.litellm.example.test"]["mtls"] is expected
+
+
+# --- the schema: unknown keys, wrong types, control characters --------------------------------------------------
+
+@pytest.mark.parametrize(
+    ("change", "error"),
+    [
+        (lambda r: r["qdrant"].update(volumes=[{"name": "storage", "path": "/qdrant", "backups": True}]),
+         "service 'qdrant' volume 'storage': unknown key 'backups' (did you mean 'backup'?)"),
+        (lambda r: r["lam"].update(dependson=["openldap"]),
+         "service 'lam': unknown key 'dependson' (did you mean 'depends_on'?)"),
+        (lambda r: r["lam"]["vhosts"][0].update(polcy="sso"),
+         "service 'lam' vhost 'lam': unknown key 'polcy' (did you mean 'policy'?)"),
+        (lambda r: r["open-webui"].update(oidc={"client_id": "owui", "redirect_path": "/cb", "secret": "x"}),
+         "service 'open-webui' oidc: unknown key 'secret' (known: authorization_policy, client_id, client_name, "
+         "host, redirect_path, scopes)"),
+        (lambda r: r["lam"].update(enabled="ture"), "service 'lam': enabled must be true or false (got 'ture')"),
+        (lambda r: r["lam"].update(networks="frontend"),
+         "service 'lam': networks must be a list of networks (got 'frontend')"),
+        (lambda r: r["lam"].update(secrets=["lam_password\n"]),
+         "service 'lam': secrets entry 'lam_password\\n' must be a secret name (letters, digits, '_' and '-')"),
+        (lambda r: r["qdrant"].update(volumes=[{"path": "/qdrant"}]), "service 'qdrant' volume #1: needs name"),
+        (lambda r: r["qdrant"].update(volumes=[{"name": "s", "consistency": "rsync"}]),
+         "service 'qdrant' volume 's': consistency must be one of none, sqlite, ldif, clickhouse, qdrant "
+         "(got 'rsync')"),
+    ],
+)
+def test_the_schema_refuses_naming_service_key_and_value(change, error):
+    registry = copy.deepcopy(REGISTRY)
+    change(registry)
+    assert registry_errors(registry) == [error]
+
+
+def test_a_newline_in_a_reason_is_refused_before_it_can_reach_the_caddyfile():
+    # The attack: the reason closes the comment line and opens a site of its own without forward_auth.
+    registry = copy.deepcopy(REGISTRY)
+    registry["authelia"]["vhosts"][0]["public_reason"] = "portal\n}\nevil.example.test {\n\treverse_proxy lam:80\n"
+    assert registry_errors(registry) == [
+        "service 'authelia' vhost 'auth': public_reason must be one line of text without control characters "
+        "(got 'portal\\n}\\nevil.example.test {\\n\\treverse_proxy lam:80\\n')"]
+
+
+@pytest.mark.parametrize(("where", "value"), [
+    ("host", "lam\n"), ("upstream", "lam:80\n"), ("audit_path", "/\nx"), ("audit_path", "/ x"),
+])
+def test_a_trailing_newline_never_passes_a_pattern(where, value):
+    registry = copy.deepcopy(REGISTRY)
+    registry["lam"]["vhosts"][0][where] = value
+    errors = registry_errors(registry)
+    assert len(errors) == 1 and errors[0].startswith("service 'lam' vhost ") and f"{where} must be" in errors[0]
+
+
+@pytest.mark.parametrize("name", ["whoami\n", "Who", "-x", "a_b", "", 7])
+def test_a_service_name_is_a_dns_alias(name):
+    registry = copy.deepcopy(REGISTRY)
+    registry[name] = {"mode": "full", "networks": ["backend"]}
+    errors = registry_errors(registry)
+    assert errors == [f"service {name!r}: a service name is lower-case letters, digits and inner '-' (it is the "
+                      "container's DNS alias)"]
+
+
+def test_control_characters_in_free_text_are_refused():
+    registry = copy.deepcopy(REGISTRY)
+    registry["lam"].update(run_as_root=True, run_as_root_reason="Apache\x1b[2J")
+    assert registry_errors(registry) == [
+        "service 'lam': run_as_root_reason must be one line of text without control characters "
+        "(got 'Apache\\x1b[2J')"]
+
+
+def test_a_switched_off_vhost_still_has_its_keys_checked():
+    registry = copy.deepcopy(REGISTRY)
+    registry["litellm"]["vhosts"].append({"host": "api2.litellm", "upstream": "litellm:4000", "enabled": False,
+                                          "allow_list": "10.0.0.0/8"})
+    assert registry_errors(registry) == [
+        "service 'litellm' vhost 'api2.litellm': unknown key 'allow_list' (did you mean 'allowlist'?)"]
+
+
+def test_depends_on_names_other_services_of_the_registry():
+    registry = copy.deepcopy(REGISTRY)
+    registry["open-webui"]["depends_on"] = ["litellm", "postgres", "open-webui"]
+    assert registry_errors(registry) == [
+        "service 'open-webui': depends_on names 'postgres', which is not another service of the registry",
+        "service 'open-webui': depends_on names 'open-webui', which is not another service of the registry"]
+
+
+def test_an_allowlist_belongs_to_api_vhosts_only():
+    # It would be read as protection, yet only policy api applies it.
+    registry = copy.deepcopy(REGISTRY)
+    registry["lam"]["vhosts"][0]["allowlist"] = "10.0.0.0/8"
+    assert registry_errors(registry) == [
+        "service 'lam' vhost 'lam': allowlist applies to policy 'api' only (this vhost's policy is 'sso_admins')"]
+
+
+SERVICE_FLAG_READINGS = [(False, False), ("False", False), ("no", False), ("", False), (True, True), ("yes", True),
+                         (1, True)]
+
+
+@pytest.mark.parametrize(("enabled", "active"), SERVICE_FLAG_READINGS)
+def test_a_service_flag_reads_like_a_vhost_flag(enabled, active):
+    registry = copy.deepcopy(REGISTRY)
+    registry["qdrant"]["enabled"] = enabled
+    assert registry_errors(registry) == []
+    assert ("qdrant" in registry_active(registry, "full")) is active

@@ -65,6 +65,9 @@ def test_password_without_symbols_is_alphanumeric():
     ({"name": "x", "kind": "hex", "derive_from": "y"}, "only valid with kind digest"),
     ({"name": "../etc", "kind": "hex"}, "secret name '../etc' is invalid"),
     ({"name": "a.meta", "kind": "hex"}, "is invalid"),
+    # "$" would match before a trailing newline: the store would get a file named "x\n".
+    ({"name": "x\n", "kind": "hex"}, "secret name 'x\\n' is invalid"),
+    ({"name": "x", "kind": "api_key", "prefix": "sk-\n"}, "prefix"),
     ({"name": "x", "kind": "api_key", "prefix": "sk $"}, "prefix"),
 ])
 def test_normalize_spec_rejects(spec, message):

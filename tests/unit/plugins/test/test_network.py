@@ -10,7 +10,8 @@ def test_cidr_accepts_networks_and_addresses(value):
     assert cidr(value)
 
 
-@pytest.mark.parametrize("value", ["10.0.0.1/8", "300.0.0.0/8", "10.0.0.0/33", "", "  ", None, "example.com", 42])
+@pytest.mark.parametrize("value", ["10.0.0.1/8", "300.0.0.0/8", "10.0.0.0/33", "", "  ", None, "example.com", 42,
+                                   "10.0.0.0/8\n", " 10.0.0.0/8"])
 def test_cidr_rejects_host_bits_bad_octets_and_junk(value):
     assert not cidr(value)
 
@@ -33,7 +34,7 @@ def test_domain_accepts_dns_names(value):
 @pytest.mark.parametrize(
     "value",
     ["localhost", "example.com.", "-bad.example", "bad-.example", "under_score.example", "1.2.3.4", "", None,
-     "a" * 64 + ".example", "has space.example"],
+     "a" * 64 + ".example", "has space.example", "example.com\n", "stack.localhost\nevil.example"],
 )
 def test_domain_rejects_single_labels_trailing_dots_and_bad_labels(value):
     assert not domain(value)
