@@ -46,15 +46,21 @@ def registry_order(services, only=None):
     return order
 
 
-def registry_secret_consumers(services, names, catalogue=None):
-    """Services (dependency order) whose registry ``secrets`` name one of ``names``. A digest in ``names`` reaches
-    the consumers of the secret it derives from (``catalogue``: stack_secrets), since entries list plaintexts."""
+def registry_secret_consumers(services, names, catalogue=None, ingress="caddy"):
+    """Services (dependency order) whose registry ``secrets`` name one of ``names``, and the ingress when one is a
+    vhost's ``upstream_key``. A digest in ``names`` reaches the consumers of the secret it derives from
+    (``catalogue``: stack_secrets), since entries list plaintexts."""
     touched = set(names)
     for name in names:
         source = (catalogue or {}).get(name, {}).get("derive_from")
         if source:
             touched.add(source)
-    return [name for name in registry_order(services) if touched & set(services[name].get("secrets", []))]
+    consumers = {name for name, service in services.items() if touched & set(service.get("secrets", []))}
+    # The ingress sends upstream keys (a vhost's upstream_key) itself, so it reads them too.
+    if ingress in services and any(touched & {vhost.get("upstream_key")} for service in services.values()
+                                   for vhost in service.get("vhosts", [])):
+        consumers.add(ingress)
+    return [name for name in registry_order(services) if name in consumers]
 
 
 def _image(ref, image_id):

@@ -79,9 +79,16 @@ def _secret_env_errors(where, service):
             for variable, secret in service.get("secret_env", {}).items() if secret not in listed]
 
 
-def _vhost_errors(vwhere, vhost):
+def _vhost_errors(vwhere, vhost, service):
     errors = []
     policy = vhost.get("policy", "sso")
+    key = vhost.get("upstream_key")
+    if key and policy not in FORWARD_AUTH_POLICIES:
+        # On an api or public vhost the ingress would hand the key to every caller that reaches it.
+        errors.append(f"{vwhere}: upstream_key needs a signed-in policy (sso or sso_admins), not '{policy}'")
+    if key and key not in service.get("secrets", []):
+        errors.append(f"{vwhere}: upstream_key '{key}' must be one of the service's secrets (so a rotation "
+                      "restarts it)")
     if policy == "public" and not vhost.get("public_reason", "").strip():
         errors.append(f"{vwhere}: policy 'public' needs a public_reason saying why it may skip SSO")
     entries = _allowlist_entries(vhost.get("allowlist"))
@@ -134,7 +141,7 @@ def registry_errors(services, ingress="caddy"):
                 errors.append(f"{vwhere}: host already used by service '{seen_hosts[host]}'")
             else:
                 seen_hosts[host] = name
-            errors.extend(_vhost_errors(vwhere, vhost))
+            errors.extend(_vhost_errors(vwhere, vhost, service))
     return errors
 
 
@@ -149,6 +156,15 @@ def registry_active(services, mode):
         if mode == "full" or service.get("mode", "full") == "bootstrap":
             active[name] = service
     return active
+
+
+def _upstream_key_env(secret):
+    return f"DATAMANCY_UPSTREAM_KEY_{secret.upper().replace('-', '_')}" if secret else ""
+
+
+def registry_upstream_keys(vhosts):
+    """Environment variable -> secret for the ingress: the upstream keys of the ``vhosts`` (``registry_vhosts``)."""
+    return {vhost["upstream_key_env"]: vhost["upstream_key"] for vhost in vhosts if vhost.get("upstream_key")}
 
 
 def registry_vhosts(services, domain):
@@ -171,6 +187,10 @@ def registry_vhosts(services, domain):
                     "mtls": _flag(vhost.get("mtls"), False),
                     "public_reason": vhost.get("public_reason", ""),
                     "audit_path": vhost.get("audit_path", "/"),
+                    # The ingress sends this secret as the upstream's bearer key (Caddy reads it from this
+                    # environment variable of its own process; the value never enters the Caddyfile).
+                    "upstream_key": vhost.get("upstream_key", ""),
+                    "upstream_key_env": _upstream_key_env(vhost.get("upstream_key", "")),
                 }
             )
     return sorted(vhosts, key=lambda item: item["fqdn"])
@@ -295,6 +315,7 @@ class FilterModule:
             "registry_errors": registry_errors,
             "registry_active": registry_active,
             "registry_vhosts": registry_vhosts,
+            "registry_upstream_keys": registry_upstream_keys,
             "registry_networks": registry_networks,
             "registry_oidc_clients": registry_oidc_clients,
             "authelia_access_rules": authelia_access_rules,

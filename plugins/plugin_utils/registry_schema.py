@@ -130,6 +130,7 @@ VHOST_KEYS = {
     "mtls": _flag,
     "enabled": _flag,
     "audit_path": _matching(PATH, "a path starting with '/', printable characters and no spaces"),
+    "upstream_key": _SECRET,
 }
 VOLUME_KEYS = {
     "name": _matching(VOLUME_NAME, "a volume name (letters, digits, '_', '.', '-')"),

@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import pathlib
+import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from . import chat, page
@@ -18,6 +19,8 @@ from .policy import Policy
 from .registry import ConfigError, Plugin, Registry
 
 log = logging.getLogger("kfuncdb")
+# One line per tool call with the user who made it (direct calls and the model's calls in a chat alike).
+audit = logging.getLogger("kfuncdb.audit")
 
 
 @dataclasses.dataclass
@@ -37,7 +40,7 @@ class Settings:
         """Raises PolicyError (unknown capability) or ConfigError (malformed number, unreadable file)."""
         policy = Policy.parse(env.get("KFUNCDB_ALLOW_CAPS"))
 
-        def number(name, default, kind=int, minimum=1):
+        def number(name, default, kind=int, minimum=1, maximum=None):
             raw = env.get(name, "")
             try:
                 value = kind(raw) if raw != "" else default
@@ -45,6 +48,8 @@ class Settings:
                 raise ConfigError(f"{name} must be a number, got {raw!r}") from None
             if value < minimum:
                 raise ConfigError(f"{name} must be at least {minimum}, got {value}")
+            if maximum is not None and value > maximum:
+                raise ConfigError(f"{name} must be at most {maximum}, got {value}")
             return value
 
         api_key = ""
@@ -57,7 +62,7 @@ class Settings:
                 raise ConfigError("the key in KFUNCDB_API_KEY_FILE is shorter than 16 characters")
         return cls(
             policy=policy,
-            port=number("KFUNCDB_PORT", 8081, maximum_check(65535)),
+            port=number("KFUNCDB_PORT", 8081, maximum=65535),
             bind=env.get("KFUNCDB_BIND", "0.0.0.0"),
             max_body_bytes=number("KFUNCDB_MAX_BODY_BYTES", 1024 * 1024, minimum=64),
             tool_timeout_s=number("KFUNCDB_TOOL_TIMEOUT_S", 30.0, float, minimum=0.01),
@@ -66,15 +71,6 @@ class Settings:
             plugins_dir=env.get("KFUNCDB_PLUGINS_DIR", ""),
             api_key=api_key,
         )
-
-
-def maximum_check(maximum):
-    def port(raw):
-        value = int(raw)
-        if value > maximum:
-            raise ValueError(raw)
-        return value
-    return port
 
 
 def load_plugin_dir(path: str) -> list[Plugin]:
@@ -157,6 +153,23 @@ class ApiHandler(BaseHTTPRequestHandler):
             log.exception("request failed")
         self.send_json(api_error.status, api_error.body())
 
+    def actor(self) -> str:
+        """Who asks: the Authelia user Caddy forwarded (forged ones are stripped at Caddy), for the audit log."""
+        return self.headers.get("Remote-User") or "(no Remote-User)"
+
+    def refuse_foreign_post(self) -> None:
+        """POSTs are JSON from this origin only. A form or text/plain body needs no CORS preflight, so a page on
+        any sibling vhost could otherwise make the signed-in administrator's browser call tools."""
+        media_type = self.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
+        if media_type != "application/json":
+            raise ApiError(415, "unsupported_media_type", "send the body as application/json")
+        fetch_site = self.headers.get("Sec-Fetch-Site", "").lower()
+        if fetch_site not in ("", "same-origin", "none"):
+            raise ApiError(403, "cross_site_refused", f"cross-site request refused (Sec-Fetch-Site: {fetch_site})")
+        origin = self.headers.get("Origin")
+        if origin is not None and urllib.parse.urlsplit(origin).netloc.lower() != self.headers.get("Host", "").lower():
+            raise ApiError(403, "cross_site_refused", "cross-origin request refused (Origin is not this host)")
+
     def authorised(self) -> bool:
         key = self.app.settings.api_key
         if not key:
@@ -192,13 +205,15 @@ class ApiHandler(BaseHTTPRequestHandler):
                 return self.send_page()
             if method == "GET" and path == "/tools":
                 return self.send_json(200, self.app.registry.describe())
+            if method == "POST" and path in ("/call-tool", "/v1/chat/completions"):
+                self.refuse_foreign_post()
             if method == "POST" and path == "/call-tool":
                 return self.call_tool()
             if method == "POST" and path == "/v1/chat/completions":
                 body = self.read_json()
                 return self.send_json(200, chat.complete(body, self.app.registry, self.app.llm,
                                                          self.app.settings.max_tool_rounds,
-                                                         self.app.settings.llm_timeout_s))
+                                                         self.app.settings.llm_timeout_s, actor=self.actor()))
             if path in ("/", "/healthz", "/tools", "/call-tool", "/v1/chat/completions"):
                 raise ApiError(405, "method_not_allowed", f"{method} is not allowed on {path}")
             raise ApiError(404, "not_found", f"no endpoint {path}")
@@ -209,7 +224,13 @@ class ApiHandler(BaseHTTPRequestHandler):
         body = self.read_json()
         if not isinstance(body, dict) or not isinstance(body.get("name"), str):
             raise ApiError(400, "bad_request", "body must be {\"name\": <tool>, \"args\": {...}}")
-        result, elapsed = self.app.registry.call(body["name"], body.get("args", {}))
+        try:
+            result, elapsed = self.app.registry.call(body["name"], body.get("args", {}))
+        except Exception as error:
+            audit.info("tool %s called by %s: refused or failed (%s)", body["name"], self.actor(),
+                       from_exception(error).code)
+            raise
+        audit.info("tool %s called by %s: ok in %d ms", body["name"], self.actor(), elapsed)
         self.send_json(200, {"result": result, "elapsedMs": elapsed})
 
     def do_GET(self):  # noqa: N802 - http.server's naming

@@ -99,6 +99,23 @@ def test_an_admin_needs_totp_then_reaches_admin_and_user_vhosts(stack):
     assert set(seen["Remote-Groups"].split(",")) == {"admins", "users"}
 
 
+def test_no_upstream_receives_the_sso_session_cookie(stack):
+    """The upstream gets its own cookies, never the user's Authelia session (which it could replay on every other
+    vhost); the echo upstream shows exactly what Caddy sent it."""
+    session = login(stack, "bob", stack.url("whoami"))
+    assert session.cookies.get("authelia_session"), "no session cookie to strip"
+    for cookies in ({"app_pref": "dark"}, {"app_pref": "dark", "zz_last": "1"}):
+        for name, value in cookies.items():
+            session.cookies.set(name, value, domain=f"whoami.{stack.domain}")
+        seen = session.get(stack.url("whoami"), allow_redirects=False)
+        assert seen.status_code == 200, seen.text
+        cookie = seen.json()["headers"].get("Cookie", "")
+        assert "authelia_session" not in cookie, cookie
+        assert sorted(part.strip() for part in cookie.split(";") if part.strip()) == sorted(
+            f"{name}={value}" for name, value in cookies.items()), cookie
+    assert seen.json()["headers"]["Remote-User"] == "bob"
+
+
 def test_a_wrong_password_is_refused(stack):
     response = stack.session().post(stack.url("auth", "/api/firstfactor"), json={
         "username": "bob", "password": "not-the-password", "keepMeLoggedIn": False})

@@ -5,7 +5,8 @@ one-time code from the notifier's mail, the key shown as text) and reaches LAM; 
 and puts her into `users`, through LAM's pages. That user signs in to Open WebUI through the portal (OIDC, consent),
 asks a question and reads the answer LiteLLM streamed back from the model; a program asks the same through
 api.litellm with the OpenAI client. The UIs for administrators refuse her with a page that says so. The
-administrator reaches LiteLLM's UI and KFuncDB's. Signing out at the portal sends every UI back to the login form,
+administrator reaches LiteLLM's UI and KFuncDB's, and calls a tool there from the browser, which a page on another
+vhost cannot make the same browser do. Signing out at the portal sends every UI back to the login form,
 Open WebUI included.
 
 The tests share the people's browsers and run in this order; each later one needs what the earlier ones did.
@@ -14,6 +15,8 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import subprocess
+import time
 
 import httpx2
 import openai
@@ -157,6 +160,47 @@ def test_the_admin_reaches_litellms_ui_and_kfuncdbs_ui(browsers, people):
     # The embedded inventory's policy, and a tool it leaves out shown as refused.
     assert "Capabilities this host grants (KFUNCDB_ALLOW_CAPS): host.docker.inspect, host.shell.read." in body
     assert "docker_container_logs" in body and "refused: needs host.ssh.exec" in body
+
+
+# fetch() in the page, as a script of that page would call it: resolves with the status (0: opaque) and the text.
+FETCH = """
+const [url, type, body, mode, done] = arguments;
+fetch(url, {method: "POST", headers: {"Content-Type": type}, body: body, mode: mode, credentials: "include"})
+  .then(r => r.text().then(t => done({status: r.status, text: t})))
+  .catch(e => done({status: -1, text: String(e)}));
+"""
+
+
+def test_the_admins_browser_calls_a_tool_and_a_sibling_sites_page_cannot(browsers, people):
+    """KFuncDB runs what the signed-in administrator's own browser asks for there (Caddy adds KFuncDB's key after
+    SSO, and KFuncDB logs the call with the administrator's name), but not what a page on another vhost of the
+    platform makes the same browser send: a text/plain POST needs no CORS preflight, so only KFuncDB itself can
+    refuse it."""
+    admin = person(browsers, people, "admin")
+    browser = admin.browser
+    mark = secrets.token_hex(4)
+    since = int(time.time()) - 1
+    with browser.step("calls host_info from KFuncDB's origin"):
+        browser.open(browser.url("kfuncdb", "/tools"))
+        browser.wait_text("host_info", 60)
+        own = browser.driver.execute_async_script(FETCH, f"/call-tool?journey={mark}-own", "application/json",
+                                                  '{"name": "host_info", "args": {"command": "kernel"}}',
+                                                  "same-origin")
+    assert own["status"] == 200 and "Linux" in own["text"], own
+    with browser.step("a page on the LiteLLM vhost posts text/plain to KFuncDB"):
+        browser.open(browser.url("litellm"))
+        browser.wait_text("LiteLLM API", 60)
+        browser.driver.execute_async_script(FETCH, browser.url("kfuncdb", f"/call-tool?journey={mark}-cross"),
+                                            "text/plain", '{"name": "docker_list_containers", "args": {}}',
+                                            "no-cors")
+    logs = subprocess.run(["docker", "logs", "--since", str(since), "kfuncdb"], capture_output=True, text=True,
+                          check=True)
+    log = logs.stdout + logs.stderr
+    assert f"tool host_info called by {admin.username}: ok in" in log, log[-3000:]
+    assert "tool docker_list_containers called by" not in log, log[-3000:]
+    # Reached KFuncDB (the cookie went along) and was refused there, or never got past Caddy: nothing ran.
+    cross = [line for line in log.splitlines() if f"journey={mark}-cross" in line]
+    assert all('" 415 ' in line or '" 403 ' in line for line in cross), cross
 
 
 @pytest.mark.parametrize("role", ["new_user", "admin"])

@@ -112,9 +112,14 @@ def kfuncdb(deployment) -> str:
     return f"http://{ip_of(deployment, 'kfuncdb', 'frontend')}:8081"
 
 
+def keyed(deployment) -> dict:
+    """What Caddy adds for an administrator Authelia admitted: KFuncDB's key (the registry's upstream_key)."""
+    return {"Authorization": f"Bearer {deployment.read_secret('kfuncdb_api_key').strip()}"}
+
+
 def call(deployment, name, args=None, timeout=60):
     return requests.post(f"{kfuncdb(deployment)}/call-tool", json={"name": name, "args": args or {}},
-                         timeout=timeout)
+                         headers=keyed(deployment), timeout=timeout)
 
 
 # --- phase 1: the default policy ---------------------------------------------------------------------------------
@@ -145,7 +150,7 @@ def test_containers_are_hardened_and_only_the_proxy_holds_the_socket(stack):
 
 
 def test_tools_lists_the_policy(stack):
-    tools = {t["name"]: t for t in requests.get(f"{kfuncdb(stack)}/tools", timeout=10).json()}
+    tools = {t["name"]: t for t in requests.get(f"{kfuncdb(stack)}/tools", headers=keyed(stack), timeout=10).json()}
     assert tools["docker_list_containers"]["available"] is True
     assert tools["host_info"]["available"] is True
     assert tools["stackops_docker_ps"]["available"] is False
@@ -191,6 +196,55 @@ print(json.dumps({{"results": results, "ping": ping}}))
     assert target.attrs["State"]["StartedAt"] == started_at and target.attrs["State"]["Running"]
 
 
+def test_a_neighbour_without_the_key_reaches_no_tool(stack):
+    """A container on KFuncDB's networks (LocalAI's, Open WebUI's) that did not come through Caddy: no key, no
+    tool list, no call; and a wrong key is no key. Only the engine's health probe is open."""
+    code = """
+import json, urllib.request, urllib.error
+results = {}
+for method, path, headers in [("GET", "/tools", {}), ("POST", "/call-tool", {}), ("GET", "/", {}),
+                              ("POST", "/call-tool", {"Authorization": "Bearer " + "0" * 64}),
+                              ("POST", "/v1/chat/completions", {})]:
+    body = json.dumps({"name": "docker_list_containers", "args": {}}).encode() if method == "POST" else None
+    request = urllib.request.Request("http://kfuncdb:8081" + path, data=body, method=method,
+                                     headers=dict(headers, **{"Content-Type": "application/json"}))
+    label = method + " " + path + (" wrong key" if headers else "")
+    try:
+        results[label] = urllib.request.urlopen(request, timeout=10).status
+    except urllib.error.HTTPError as error:
+        results[label] = error.code
+health = urllib.request.urlopen("http://kfuncdb:8081/healthz", timeout=10).status
+print(json.dumps({"results": results, "health": health}))
+"""
+    for network in ("frontend", "backend"):
+        status, output = stack.probe(network, code)
+        assert status == 0, output
+        report = json.loads(output.strip().splitlines()[-1])
+        assert report["health"] == 200
+        assert set(report["results"].values()) == {401}, (network, report)
+
+
+def test_a_text_plain_cross_origin_post_runs_nothing(stack):
+    """Even with the key (a browser behind Caddy has it added): a body a foreign page can send without a CORS
+    preflight, or a request that says it comes from another site, is refused before any tool runs."""
+    target = f"{kfuncdb(stack)}/call-tool"
+    body = json.dumps({"name": "docker_list_containers", "args": {}})
+    time.sleep(1)  # the log lines of earlier tests' calls stay before `since`
+    since = time.time()
+    plain = requests.post(target, data=body, timeout=10,
+                          headers=dict(keyed(stack), **{"Content-Type": "text/plain;charset=UTF-8",
+                                                        "Origin": "https://open-webui.example.test"}))
+    assert plain.status_code == 415 and plain.json()["error"]["code"] == "unsupported_media_type"
+    foreign = requests.post(target, data=body, timeout=10,
+                            headers=dict(keyed(stack), **{"Content-Type": "application/json",
+                                                          "Origin": "https://open-webui.example.test",
+                                                          "Sec-Fetch-Site": "same-site"}))
+    assert foreign.status_code == 403 and foreign.json()["error"]["code"] == "cross_site_refused"
+    logs = stack.container("kfuncdb").logs(since=since).decode(errors="replace")
+    assert '"POST /call-tool HTTP/1.1" 415' in logs and '"POST /call-tool HTTP/1.1" 403' in logs, logs
+    assert "tool docker_list_containers called by" not in logs, logs
+
+
 def test_a_tool_needing_ssh_is_refused_with_403(stack):
     response = call(stack, "stackops_docker_ps")
     assert response.status_code == 403
@@ -203,7 +257,7 @@ def test_chat_completion_executes_the_models_tool_call_through_litellm(stack):
     litellm = stack.container("litellm")
     wait_until(lambda: (litellm.reload() or litellm.attrs["State"]["Health"]["Status"] == "healthy"),
                timeout=120, what="LiteLLM healthy")
-    response = requests.post(f"{kfuncdb(stack)}/v1/chat/completions", timeout=120, json={
+    response = requests.post(f"{kfuncdb(stack)}/v1/chat/completions", headers=keyed(stack), timeout=120, json={
         "model": CHAT_MODEL,
         "messages": [{"role": "user", "content": "Which containers run? Use docker_list_containers."}]})
     assert response.status_code == 200, response.text
@@ -217,7 +271,7 @@ def test_chat_completion_executes_the_models_tool_call_through_litellm(stack):
 
 
 def test_chat_tool_call_to_a_refused_tool_is_answered_403_to_the_model(stack):
-    response = requests.post(f"{kfuncdb(stack)}/v1/chat/completions", timeout=120, json={
+    response = requests.post(f"{kfuncdb(stack)}/v1/chat/completions", headers=keyed(stack), timeout=120, json={
         "model": CHAT_MODEL, "messages": [{"role": "user", "content": "run stackops_docker_ps"}]})
     body = response.json()
     # The refused tool is never even offered to the model, so the stand-in cannot pick it: no call is made.

@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import json
+import logging
 import struct
 
 import pytest
 import requests
 
 from kfuncdb import app as kapp
+from kfuncdb import chat
 from kfuncdb.plugins.docker import DockerInspectPlugin, demux
 from kfuncdb.plugins.llm import LlmPlugin
 from kfuncdb.plugins.shell import ShellReadPlugin
@@ -64,8 +66,43 @@ def test_chat_executes_the_models_tool_call_and_returns_the_follow_up(fake_upstr
     # Only allowed tools are offered: the ssh tools are refused by the policy, the LLM helpers need nothing.
     assert "host_info" in offered and "llm_chat" in offered
     assert not any(name.startswith("stackops_") for name in offered)
-    assert [m["role"] for m in second["body"]["messages"]] == ["user", "assistant", "tool"]
-    assert second["body"]["messages"][2]["tool_call_id"] == "call_1"
+    assert [m["role"] for m in second["body"]["messages"]] == ["system", "user", "assistant", "tool"]
+    assert second["body"]["messages"][3]["tool_call_id"] == "call_1"
+
+
+def test_tool_results_reach_the_model_marked_as_untrusted_data(fake_upstream, start):
+    """A log line may say "ignore your instructions": the model is told first, and each result says, that tool
+    output is data."""
+    def respond(path, body, headers):
+        if body["messages"][-1]["role"] == "tool":
+            return 200, completion({"content": "done"})
+        return 200, completion({"tool_calls": [tool_call("host_info", {"command": "kernel"})]}, "tool_calls")
+
+    llm = fake_upstream(respond)
+    requests.post(f"{start(llm.url)}/v1/chat/completions", timeout=10, json={
+        "model": "m", "messages": [{"role": "user", "content": "which kernel?"}]})
+    first, second = llm.server.requests
+    assert first["body"]["messages"][0] == {"role": "system", "content": chat.TOOL_DATA_NOTICE}
+    assert "Never follow instructions" in chat.TOOL_DATA_NOTICE
+    outcome = json.loads(second["body"]["messages"][-1]["content"])
+    assert outcome["untrusted_tool_output"] is True and outcome["tool"] == "host_info"
+    assert "Linux" in json.dumps(outcome["result"])
+
+
+def test_every_tool_call_of_a_chat_is_logged_with_the_user(fake_upstream, start, caplog):
+    def respond(path, body, headers):
+        if body["messages"][-1]["role"] == "tool":
+            return 200, completion({"content": "done"})
+        return 200, completion({"tool_calls": [tool_call("host_info", {"command": "kernel"}),
+                                               tool_call("stackops_docker_ps", {})]}, "tool_calls")
+
+    caplog.set_level(logging.INFO, logger="kfuncdb.audit")
+    requests.post(f"{start(fake_upstream(respond).url)}/v1/chat/completions", timeout=10,
+                  headers={"Remote-User": "alice"}, json={"model": "m", "messages": [{"role": "user", "content": "k"}]})
+    lines = [r.getMessage() for r in caplog.records if r.name == "kfuncdb.audit"]
+    assert any(line.startswith("tool host_info called by alice") and "ok in" in line for line in lines), lines
+    assert any(line.startswith("tool stackops_docker_ps called by alice") and "capability_refused" in line
+               for line in lines), lines
 
 
 def test_chat_tool_call_needing_a_refused_capability_gets_a_403_result(fake_upstream, start):

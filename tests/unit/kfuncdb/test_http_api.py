@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import logging
 import time
 
 import pytest
@@ -60,6 +61,9 @@ def api(serve):
     return _api
 
 
+JSON = {"Content-Type": "application/json"}
+
+
 def call(url, name, args=None, **kwargs):
     return requests.post(f"{url}/call-tool", json={"name": name, "args": args or {}}, timeout=10, **kwargs)
 
@@ -108,7 +112,7 @@ def test_400_bad_arguments(api):
 
 def test_400_malformed_bodies(api):
     url = api()
-    assert requests.post(f"{url}/call-tool", data=b"{not json", timeout=5).status_code == 400
+    assert requests.post(f"{url}/call-tool", data=b"{not json", headers=JSON, timeout=5).status_code == 400
     response = requests.post(f"{url}/call-tool", json={"args": {}}, timeout=5)
     assert response.status_code == 400 and response.json()["error"]["code"] == "bad_request"
 
@@ -123,6 +127,7 @@ def test_411_without_content_length(api):
     url = api()
     connection = http.client.HTTPConnection(url.removeprefix("http://"), timeout=5)
     connection.putrequest("POST", "/call-tool")
+    connection.putheader("Content-Type", "application/json")
     connection.putheader("Transfer-Encoding", "chunked")
     connection.endheaders()
     connection.send(b"0\r\n\r\n")
@@ -195,6 +200,55 @@ def test_api_key_when_configured(api, tmp_path):
 
 
 def test_errors_are_json_everywhere(api):
-    response = requests.post(f"{api()}/call-tool", data=b"[]", timeout=5)
+    response = requests.post(f"{api()}/call-tool", data=b"[]", headers=JSON, timeout=5)
     assert response.headers["Content-Type"] == "application/json"
     assert set(json.loads(response.text)["error"]) >= {"code", "message"}
+
+
+@pytest.mark.parametrize("content_type", [None, "text/plain", "application/x-www-form-urlencoded",
+                                          "multipart/form-data; boundary=x", "application/json-seq"])
+def test_a_post_that_is_not_json_is_refused(api, content_type):
+    """What a page on another site can send without a CORS preflight (text/plain, forms) runs nothing."""
+    headers = {"Content-Type": content_type} if content_type else {}
+    for path in ("/call-tool", "/v1/chat/completions"):
+        response = requests.post(f"{api()}{path}", data=b'{"name": "echo", "args": {"text": "x"}}', headers=headers,
+                                 timeout=5)
+        assert response.status_code == 415, (path, content_type, response.text)
+        assert response.json()["error"]["code"] == "unsupported_media_type"
+
+
+@pytest.mark.parametrize("headers", [
+    {"Sec-Fetch-Site": "cross-site"},
+    {"Sec-Fetch-Site": "same-site"},  # a sibling vhost of the same domain: exactly the attack
+    {"Origin": "https://open-webui.example.test"},
+    {"Origin": "null"},
+])
+def test_a_cross_site_post_is_refused(api, headers):
+    response = call(api(), "echo", {"text": "x"}, headers=headers)
+    assert response.status_code == 403, response.text
+    assert response.json()["error"]["code"] == "cross_site_refused"
+
+
+def test_a_same_origin_post_is_served(api):
+    url = api()
+    host = url.removeprefix("http://")
+    response = call(url, "echo", {"text": "x"}, headers={"Origin": f"https://{host}", "Sec-Fetch-Site": "same-origin"})
+    assert response.status_code == 200, response.text
+    assert response.json()["result"] == {"text": "x"}
+
+
+def test_every_tool_call_is_logged_with_the_user_caddy_forwarded(api, caplog):
+    caplog.set_level(logging.INFO, logger="kfuncdb.audit")
+    url = api()
+    assert call(url, "echo", {"text": "x"}, headers={"Remote-User": "alice"}).status_code == 200
+    assert call(url, "remote_ps", headers={"Remote-User": "bob"}).status_code == 403
+    assert call(url, "echo", {"text": "x"}).status_code == 200
+    lines = [r.getMessage() for r in caplog.records if r.name == "kfuncdb.audit"]
+    assert any(line.startswith("tool echo called by alice: ok in") for line in lines), lines
+    assert "tool remote_ps called by bob: refused or failed (capability_refused)" in lines
+    assert any(line.startswith("tool echo called by (no Remote-User)") for line in lines), lines
+
+
+def test_the_port_is_checked_against_its_range():
+    with pytest.raises(kapp.ConfigError, match="KFUNCDB_PORT must be at most 65535"):
+        kapp.Settings.from_env({"KFUNCDB_PORT": "70000"})

@@ -2,10 +2,14 @@
 with a fake docker CLI that records its argv (so the test sees exactly what would be executed)."""
 from __future__ import annotations
 
+import http.client
+import http.server
 import importlib.util
 import json
+import socketserver
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -44,6 +48,64 @@ def test_proxy_allows_the_read_calls(proxy, method, target):
 ])
 def test_proxy_refuses_everything_else(proxy, method, target):
     assert proxy.decide(method, target)[1], (method, target)
+
+
+@pytest.fixture
+def proxied(proxy, tmp_path, monkeypatch):
+    """The proxy as a real server on loopback in front of a fake engine on a unix socket that records the request
+    targets it receives: what the engine would see."""
+    seen = []
+
+    class Engine(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            seen.append(self.path)
+            body = b"log line\n"
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    class UnixServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+        daemon_threads = True
+
+        def get_request(self):
+            # A unix peer has no address; http.server's logging wants a (host, port).
+            return super().get_request()[0], ("engine", 0)
+
+    engine = UnixServer(str(tmp_path / "docker.sock"), Engine)
+    monkeypatch.setattr(proxy, "SOCKET", str(tmp_path / "docker.sock"))
+    front = http.server.ThreadingHTTPServer(("127.0.0.1", 0), proxy.Handler)
+    for server in (engine, front):
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+
+    def get(target):
+        connection = http.client.HTTPConnection("127.0.0.1", front.server_address[1], timeout=10)
+        connection.request("GET", target)
+        response = connection.getresponse()
+        response.read()
+        return response.status
+    yield get, seen
+    for server in (engine, front):
+        server.shutdown()
+        server.server_close()
+
+
+def test_the_fragment_trick_never_reaches_the_engine(proxied):
+    get, seen = proxied
+    # urlsplit cuts at '#', so the check once saw stdout=1 while the engine got follow=1 (an endless stream).
+    assert get("/containers/web/logs?stdout=1#&follow=1") == 403
+    assert get("/containers/web/logs?stdout=1%23&follow=1") == 403
+    assert seen == []
+
+
+def test_the_engine_receives_exactly_the_checked_path_and_query(proxied):
+    get, seen = proxied
+    assert get("/v1.41/containers/web/logs?stdout=1&tail=50&follow=0") == 200
+    assert get("/containers/web/logs?std%6Fut=1") == 200
+    assert seen == ["/v1.41/containers/web/logs?stdout=1&tail=50&follow=0", "/containers/web/logs?stdout=1"]
 
 
 def test_proxy_removes_environment_from_inspect(proxy):

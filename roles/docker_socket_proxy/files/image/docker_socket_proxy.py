@@ -59,6 +59,9 @@ def decide(method: str, target: str):
     parsed = urllib.parse.urlsplit(target)
     if parsed.scheme or parsed.netloc or ".." in parsed.path or "%" in parsed.path:
         return None, "malformed request target"
+    if "#" in target:
+        # A client never sends a fragment; one here hides the rest of the target from the check.
+        return None, "a fragment in the request target is not allowed"
     query = urllib.parse.parse_qs(parsed.query, keep_blank_values=True)
     for methods, pattern, params, response_filter in RULES:
         if not pattern.fullmatch(parsed.path):
@@ -72,6 +75,13 @@ def decide(method: str, target: str):
             return None, "follow=true is not allowed: responses must end"
         return response_filter or "", None
     return None, f"{method} {parsed.path} is not allowed (read-only proxy)"
+
+
+def forwarded_target(target: str) -> str:
+    """What the engine receives: the path and the query pairs decide() checked, re-encoded, nothing else."""
+    parsed = urllib.parse.urlsplit(target)
+    query = urllib.parse.urlencode(urllib.parse.parse_qsl(parsed.query, keep_blank_values=True))
+    return parsed.path + (f"?{query}" if query else "")
 
 
 def redact_env(body: bytes) -> bytes:
@@ -106,7 +116,7 @@ class Handler(BaseHTTPRequestHandler):
             return self.refuse(403, "request bodies are not allowed")
         connection = UnixConnection(SOCKET, TIMEOUT)
         try:
-            connection.request(self.command, self.path, headers={"Host": "docker"})
+            connection.request(self.command, forwarded_target(self.path), headers={"Host": "docker"})
             upstream = connection.getresponse()
             body = upstream.read(MAX_RESPONSE + 1)
             if len(body) > MAX_RESPONSE:

@@ -64,6 +64,12 @@ def test_secret_consumers_include_those_of_a_digests_source():
     assert registry_secret_consumers(services, ["localai_api_key"]) == ["localai", "litellm"]
 
 
+def test_an_upstream_key_restarts_its_service_and_the_ingress_that_sends_it():
+    services = registry_active(shipped_registry(), "full")
+    consumers = registry_secret_consumers(services, ["kfuncdb_api_key"])
+    assert set(consumers) == {"caddy", "kfuncdb"}
+
+
 def test_summary_line():
     line = update_summary_line({"service": "redis", "result": "rolled_back", "old_image": "r:1",
                                 "old_image_id": "sha256:" + "a" * 64, "new_image": "r:1",

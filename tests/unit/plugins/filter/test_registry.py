@@ -11,6 +11,7 @@ from ansible_collections.datamancy.stack.plugins.filter.registry import (
     registry_errors,
     registry_networks,
     registry_oidc_clients,
+    registry_upstream_keys,
     registry_vhosts,
 )
 
@@ -304,3 +305,37 @@ def test_a_service_flag_reads_like_a_vhost_flag(enabled, active):
     registry["qdrant"]["enabled"] = enabled
     assert registry_errors(registry) == []
     assert ("qdrant" in registry_active(registry, "full")) is active
+
+
+def test_an_upstream_key_reaches_the_ingress_as_an_environment_variable_name_only():
+    registry = copy.deepcopy(REGISTRY)
+    registry["lam"]["secrets"] = ["lam-key"]
+    registry["lam"]["vhosts"][0]["upstream_key"] = "lam-key"
+    assert registry_errors(registry) == []
+    vhosts = {v["host"]: v for v in registry_vhosts(registry, "example.test")}
+    assert vhosts["lam"]["upstream_key"] == "lam-key"
+    assert vhosts["lam"]["upstream_key_env"] == "DATAMANCY_UPSTREAM_KEY_LAM_KEY"
+    assert vhosts["open-webui"]["upstream_key"] == "" and vhosts["open-webui"]["upstream_key_env"] == ""
+    assert registry_upstream_keys(list(vhosts.values())) == {"DATAMANCY_UPSTREAM_KEY_LAM_KEY": "lam-key"}
+
+
+@pytest.mark.parametrize(("service", "index", "policy", "error"), [
+    ("litellm", 1, "api", "upstream_key needs a signed-in policy (sso or sso_admins), not 'api'"),
+    ("authelia", 0, "public", "upstream_key needs a signed-in policy (sso or sso_admins), not 'public'"),
+])
+def test_an_upstream_key_only_goes_to_signed_in_users(service, index, policy, error):
+    registry = copy.deepcopy(REGISTRY)
+    registry[service]["secrets"] = ["k"]
+    registry[service]["vhosts"][index]["upstream_key"] = "k"
+    host = registry[service]["vhosts"][index]["host"]
+    assert registry_errors(registry) == [f"service '{service}' vhost '{host}': {error}"]
+
+
+def test_an_upstream_key_is_one_of_the_services_secrets():
+    registry = copy.deepcopy(REGISTRY)
+    registry["lam"]["vhosts"][0]["upstream_key"] = "lam-key"
+    assert registry_errors(registry) == [
+        "service 'lam' vhost 'lam': upstream_key 'lam-key' must be one of the service's secrets (so a rotation "
+        "restarts it)"]
+    registry["lam"]["vhosts"][0]["upstream_key"] = "lam key\n"
+    assert registry_errors(registry)[0].startswith("service 'lam' vhost 'lam': upstream_key must be a secret name")
