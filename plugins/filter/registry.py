@@ -213,6 +213,14 @@ def registry_networks(services, service, prefix="", vhosts=None, ingress="caddy"
     return [{"name": f"{prefix}{network}", "aliases": aliases} for network in networks]
 
 
+def registry_neighbours(services, service, ingress="caddy"):
+    """The services of ``services`` (pass the active ones) other than the ingress that share a network with
+    ``service``: who can reach it without passing Caddy. A service that trusts identity headers must have none."""
+    networks = set(services.get(service, {}).get("networks", []))
+    return sorted(name for name, entry in services.items()
+                  if name not in (service, ingress) and networks & set(entry.get("networks", [])))
+
+
 def registry_oidc_clients(services, domain):
     """Authelia OIDC clients declared by services (an ``oidc`` mapping with ``client_id`` and ``redirect_path``).
 
@@ -317,6 +325,7 @@ class FilterModule:
             "registry_vhosts": registry_vhosts,
             "registry_upstream_keys": registry_upstream_keys,
             "registry_networks": registry_networks,
+            "registry_neighbours": registry_neighbours,
             "registry_oidc_clients": registry_oidc_clients,
             "authelia_access_rules": authelia_access_rules,
             "registry_backup_volumes": registry_backup_volumes,

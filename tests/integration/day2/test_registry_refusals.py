@@ -1,7 +1,8 @@
 """The registry refuses what it does not understand, on the day-2 package's shared full deployment, before anything
 changes: an operator's stack_services_custom with a misspelt key, a newline smuggled into a reason (it would have
 reached the Caddyfile), or a service name that is no DNS label. Each run of site.yml fails with a message naming the
-service, the key and the value; it changes nothing, restarts no container and leaves the Caddyfile as it was.
+service, the key and the value; it changes nothing, restarts no container and leaves the Caddyfile as it was. So is
+Open WebUI's trusted_headers mode while other services share its networks.
 """
 from __future__ import annotations
 
@@ -14,14 +15,19 @@ from stacklib import StackDeployment
 
 REFUSALS = {
     "misspelt key": (
-        {"qdrant": {"netwroks": ["database"]}},
-        "service 'qdrant': unknown key 'netwroks' (did you mean 'networks'?)"),
+        {"stack_services_custom": {"qdrant": {"netwroks": ["database"]}}},
+        "Registry problems: service 'qdrant': unknown key 'netwroks' (did you mean 'networks'?)"),
     "newline in a reason": (
-        {"caddy": {"cap_add_reason": "binds 443\n}\nevil.example {\n respond 200"}},
+        {"stack_services_custom": {"caddy": {"cap_add_reason": "binds 443\n}\nevil.example {\n respond 200"}}},
         "service 'caddy': cap_add_reason must be one line of text without control characters"),
     "service name no DNS label": (
-        {"Evil_Service": {"mode": "full", "networks": ["backend"]}},
+        {"stack_services_custom": {"Evil_Service": {"mode": "full", "networks": ["backend"]}}},
         "service 'Evil_Service': a service name is lower-case letters, digits and inner '-'"),
+    # Open WebUI shares backend with LiteLLM and more: any of them could send Remote-Email itself.
+    "trusted headers with neighbours": (
+        {"open_webui_auth_mode": "trusted_headers"},
+        "any service but Caddy: authelia, backup, kfuncdb, lam, litellm, localai, openldap, redis could "
+        "send Remote-Email straight to it"),
 }
 
 
@@ -40,12 +46,12 @@ def caddyfile_digest(stack: StackDeployment) -> str:
 
 @pytest.mark.parametrize("case", list(REFUSALS))
 def test_a_bad_registry_entry_is_refused_before_anything_changes(stack, case):
-    custom, expected = REFUSALS[case]
+    overrides, expected = REFUSALS[case]
     before, caddyfile = container_states(stack), caddyfile_digest(stack)
-    run = stack.playbook("site.yml", stack_services_custom=custom)
+    run = stack.playbook("site.yml", **overrides)
     assert run.returncode != 0, run.output[-3000:]
     message = re.sub(r"\s+", " ", run.output)
-    assert "Registry problems:" in message and expected in message, run.output[-3000:]
+    assert expected in message, run.output[-3000:]
     assert "evil.example" not in (stack.base_dir / "caddy" / "etc" / "Caddyfile").read_text()
     assert run.changed == 0, run.changed_tasks()
     assert container_states(stack) == before

@@ -137,12 +137,18 @@ def test_containers_are_hardened_and_only_the_proxy_holds_the_socket(stack):
     assert tool_host["HostConfig"]["CapDrop"] == ["ALL"]
     assert "no-new-privileges:true" in tool_host["HostConfig"]["SecurityOpt"]
     assert not any("docker.sock" in m["Source"] for m in tool_host["Mounts"])
-    assert set(tool_host["NetworkSettings"]["Networks"]) == {stack.network("frontend"), stack.network("backend")}
+    assert set(tool_host["NetworkSettings"]["Networks"]) == {stack.network(n) for n in ("frontend", "backend", "tools")}
     assert tool_host["Config"]["Env"].count(f"KFUNCDB_ALLOW_CAPS={DEFAULT_CAPS}") == 1
     assert tool_host["State"]["Health"]["Status"] == "healthy"
 
     proxy = stack.container("docker-proxy").attrs
-    assert set(proxy["NetworkSettings"]["Networks"]) == {stack.network("backend")}
+    # The proxy's network is KFuncDB's alone: internal, and no other service on it.
+    assert set(proxy["NetworkSettings"]["Networks"]) == {stack.network("tools")}
+    tools = stack.docker.networks.get(stack.network("tools"))
+    tools.reload()
+    assert tools.attrs["Internal"] is True
+    assert {c["Name"] for c in tools.attrs["Containers"].values()} == {f"{stack.prefix}kfuncdb",
+                                                                       f"{stack.prefix}docker-proxy"}
     socket_mounts = [m for m in proxy["Mounts"] if m["Destination"] == "/var/run/docker.sock"]
     assert len(socket_mounts) == 1 and socket_mounts[0]["RW"] is False
     assert not proxy["Config"]["User"].startswith("0") and proxy["HostConfig"]["ReadonlyRootfs"] is True
@@ -171,23 +177,27 @@ def test_listing_containers_works_through_the_proxy(stack):
 def test_a_write_call_through_the_proxy_is_refused_by_the_proxy(stack):
     target = stack.container("kfuncdb")
     started_at = target.attrs["State"]["StartedAt"]
+    key = stack.read_secret("docker_proxy_api_key").strip()
     code = f"""
 import json, urllib.request, urllib.error
 results = {{}}
+auth = {{"Authorization": "Bearer {key}"}}
 for method, path in [("POST", "/containers/{target.name}/restart"), ("POST", "/containers/{target.name}/stop"),
                      ("POST", "/containers/create"), ("DELETE", "/containers/{target.name}"),
                      ("POST", "/containers/{target.name}/exec"), ("GET", "/images/json")]:
     request = urllib.request.Request("http://docker-proxy:2375" + path, data=b"{{}}" if method == "POST" else None,
-                                     method=method, headers={{"Content-Type": "application/json"}})
+                                     method=method, headers=dict(auth, **{{"Content-Type": "application/json"}}))
     try:
         urllib.request.urlopen(request, timeout=10)
         results[method + " " + path] = 200
     except urllib.error.HTTPError as error:
         results[method + " " + path] = error.code
-ping = urllib.request.urlopen("http://docker-proxy:2375/_ping", timeout=10).read().decode()
+ping = urllib.request.urlopen(urllib.request.Request("http://docker-proxy:2375/_ping", headers=auth),
+                              timeout=10).read().decode()
 print(json.dumps({{"results": results, "ping": ping}}))
 """
-    status, output = stack.probe("backend", code)
+    # Run from the tools network with the key: what KFuncDB itself could send.
+    status, output = stack.probe("tools", code)
     assert status == 0, output
     report = json.loads(output.strip().splitlines()[-1])
     assert report["ping"] == "OK"
@@ -243,6 +253,49 @@ def test_a_text_plain_cross_origin_post_runs_nothing(stack):
     logs = stack.container("kfuncdb").logs(since=since).decode(errors="replace")
     assert '"POST /call-tool HTTP/1.1" 415' in logs and '"POST /call-tool HTTP/1.1" 403' in logs, logs
     assert "tool docker_list_containers called by" not in logs, logs
+
+
+def test_the_proxy_answers_no_neighbour(stack):
+    """From backend (where the proxy used to listen) the name does not even resolve; from its own network without
+    the key, or with a wrong one, every call is 401; and the fragment trick is refused."""
+    code = """
+import json, socket, urllib.request, urllib.error
+report = {}
+try:
+    socket.getaddrinfo("docker-proxy", 2375)
+    report["resolves"] = True
+except OSError:
+    report["resolves"] = False
+attempts = [("no key", {}, "/containers/json"), ("wrong key", {"Authorization": "Bearer " + "0" * 64},
+            "/containers/json"), ("no key ping", {}, "/_ping")]
+for label, headers, path in attempts if report["resolves"] else []:
+    try:
+        report[label] = urllib.request.urlopen(urllib.request.Request("http://docker-proxy:2375" + path,
+                                                                      headers=headers), timeout=10).status
+    except urllib.error.HTTPError as error:
+        report[label] = error.code
+    except OSError as error:
+        report[label] = str(error)
+print(json.dumps(report))
+"""
+    status, output = stack.probe("backend", code)
+    assert status == 0, output
+    backend = json.loads(output.strip().splitlines()[-1])
+    assert backend["resolves"] is False, backend
+    status, output = stack.probe("tools", code)
+    assert status == 0, output
+    tools = json.loads(output.strip().splitlines()[-1])
+    assert tools == {"resolves": True, "no key": 401, "wrong key": 401, "no key ping": 401}, tools
+    key = stack.read_secret("docker_proxy_api_key").strip()
+    fragment = f"""
+import http.client
+connection = http.client.HTTPConnection("docker-proxy", 2375, timeout=10)
+connection.request("GET", "/containers/{stack.prefix}kfuncdb/logs?stdout=1#&follow=1",
+                   headers={{"Authorization": "Bearer {key}"}})
+print(connection.getresponse().status)
+"""
+    status, output = stack.probe("tools", fragment)
+    assert status == 0 and output.strip().splitlines()[-1] == "403", output
 
 
 def test_a_tool_needing_ssh_is_refused_with_403(stack):

@@ -14,7 +14,7 @@ from kfuncdb.plugins.docker import DockerInspectPlugin, demux
 from kfuncdb.plugins.llm import LlmPlugin
 from kfuncdb.plugins.shell import ShellReadPlugin
 from kfuncdb.plugins.ssh import StackopsSshPlugin
-from kfuncdb.registry import ToolError
+from kfuncdb.registry import ConfigError, ToolError
 
 KEY = "sk-" + "a" * 64
 
@@ -184,6 +184,22 @@ def test_docker_tools_read_through_the_proxy_url(fake_upstream):
     logs, _unused = application.registry.call("docker_container_logs", {"container": "web", "tail": 5})
     assert logs["log"] == "line one\nline two\n"
     assert any("tail=5" in r["path"] for r in proxy.server.requests)
+
+
+def test_docker_tools_send_the_proxys_key(fake_upstream, tmp_path):
+    key = tmp_path / "docker_key"
+    key.write_text("d" * 64 + "\n")
+    proxy = fake_upstream(lambda p, b, h: (200, []))
+    application = kapp.App({"KFUNCDB_ALLOW_CAPS": "host.docker.inspect", "KFUNCDB_DOCKER_URL": proxy.url,
+                            "KFUNCDB_DOCKER_KEY_FILE": str(key)}, plugins=[DockerInspectPlugin()])
+    application.registry.call("docker_list_containers", {})
+    assert proxy.server.requests[0]["headers"]["Authorization"] == "Bearer " + "d" * 64
+
+
+def test_an_unreadable_docker_key_file_stops_the_start(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read KFUNCDB_DOCKER_KEY_FILE"):
+        kapp.App({"KFUNCDB_ALLOW_CAPS": "host.docker.inspect", "KFUNCDB_DOCKER_URL": "http://docker-proxy:2375",
+                  "KFUNCDB_DOCKER_KEY_FILE": str(tmp_path / "absent")}, plugins=[DockerInspectPlugin()])
 
 
 def test_docker_tool_reports_a_proxy_refusal(fake_upstream):

@@ -81,9 +81,9 @@ def proxied(proxy, tmp_path, monkeypatch):
     for server in (engine, front):
         threading.Thread(target=server.serve_forever, daemon=True).start()
 
-    def get(target):
+    def get(target, headers=None):
         connection = http.client.HTTPConnection("127.0.0.1", front.server_address[1], timeout=10)
-        connection.request("GET", target)
+        connection.request("GET", target, headers=headers or {})
         response = connection.getresponse()
         response.read()
         return response.status
@@ -106,6 +106,29 @@ def test_the_engine_receives_exactly_the_checked_path_and_query(proxied):
     assert get("/v1.41/containers/web/logs?stdout=1&tail=50&follow=0") == 200
     assert get("/containers/web/logs?std%6Fut=1") == 200
     assert seen == ["/v1.41/containers/web/logs?stdout=1&tail=50&follow=0", "/containers/web/logs?stdout=1"]
+
+
+def test_with_a_key_every_request_needs_it(proxy, proxied, monkeypatch, tmp_path):
+    get, seen = proxied
+    key_file = tmp_path / "api_key"
+    key_file.write_text("k" * 64 + "\n")
+    monkeypatch.setattr(proxy.Handler, "key", proxy.read_key(str(key_file)))
+    assert get("/_ping") == 401
+    assert get("/_ping", {"Authorization": "Bearer " + "x" * 64}) == 401
+    assert get("/_ping", {"Authorization": "k" * 64}) == 401
+    assert seen == []
+    assert get("/_ping", {"Authorization": "Bearer " + "k" * 64}) == 200
+    assert seen == ["/_ping"]
+
+
+def test_a_short_or_missing_key_file_stops_the_start(proxy, tmp_path):
+    short = tmp_path / "short"
+    short.write_text("abc")
+    with pytest.raises(ValueError, match="shorter than 16"):
+        proxy.read_key(str(short))
+    with pytest.raises(OSError):
+        proxy.read_key(str(tmp_path / "absent"))
+    assert proxy.read_key("") == ""
 
 
 def test_proxy_removes_environment_from_inspect(proxy):

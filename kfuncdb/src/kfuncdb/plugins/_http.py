@@ -5,9 +5,25 @@ import json
 import urllib.error
 import urllib.request
 
-from ..registry import ToolError, remaining
+from ..registry import ConfigError, ToolError, remaining
 
 MAX_RESPONSE_BYTES = 8 * 1024 * 1024
+
+
+def read_key(env: dict, variable: str) -> str:
+    """The key in the file the environment variable names ("" when unset); unreadable stops the start."""
+    path = env.get(variable, "")
+    if not path:
+        return ""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read().strip()
+    except OSError as error:
+        raise ConfigError(f"cannot read {variable} {path}: {error.strerror}") from None
+
+
+def bearer(key: str) -> dict:
+    return {"Authorization": f"Bearer {key}"} if key else {}
 
 
 def request(method: str, url: str, deadline: float, body=None, headers: dict | None = None, raw: bool = False):

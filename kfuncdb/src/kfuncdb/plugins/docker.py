@@ -1,5 +1,6 @@
 """host.docker.inspect: list containers and read their logs through the read-only Docker API proxy
-(KFUNCDB_DOCKER_URL). KFuncDB never sees the Docker socket; the proxy refuses every write."""
+(KFUNCDB_DOCKER_URL, with the proxy's key from KFUNCDB_DOCKER_KEY_FILE). KFuncDB never sees the Docker socket; the
+proxy refuses every write."""
 from __future__ import annotations
 
 import json
@@ -7,7 +8,7 @@ import struct
 import urllib.parse
 
 from ..registry import ConfigError, Plugin, ToolError, ToolSpec
-from ._http import request
+from ._http import bearer, read_key, request
 
 CONTAINER_NAME = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}"
 
@@ -41,18 +42,20 @@ class DockerInspectPlugin(Plugin):
         if not base.startswith(("http://", "https://")):
             raise ConfigError("host.docker.inspect is allowed but KFUNCDB_DOCKER_URL (the socket proxy, e.g. "
                               "http://docker-proxy:2375) is not set")
+        headers = bearer(read_key(env, "KFUNCDB_DOCKER_KEY_FILE"))
 
         def list_containers(args, deadline):
             query = urllib.parse.urlencode({"all": "1" if args["all"] else "0"})
-            data = request("GET", f"{base}/containers/json?{query}", deadline)
+            data = request("GET", f"{base}/containers/json?{query}", deadline, headers=headers)
             return [{"id": c.get("Id", "")[:12], "name": (c.get("Names") or ["?"])[0].lstrip("/"),
                      "image": c.get("Image"), "state": c.get("State"), "status": c.get("Status")} for c in data]
 
         def container_logs(args, deadline):
             name = urllib.parse.quote(args["container"], safe="")
             query = urllib.parse.urlencode({"stdout": 1, "stderr": 1, "tail": args["tail"]})
-            inspect = request("GET", f"{base}/containers/{name}/json", deadline)
-            payload = request("GET", f"{base}/containers/{name}/logs?{query}", deadline, raw=True)
+            inspect = request("GET", f"{base}/containers/{name}/json", deadline, headers=headers)
+            payload = request("GET", f"{base}/containers/{name}/logs?{query}", deadline, headers=headers,
+                              raw=True)
             tty = bool(inspect.get("Config", {}).get("Tty"))
             return {"container": args["container"], "log": payload.decode(errors="replace") if tty
                     else demux(payload)}

@@ -2,29 +2,21 @@
 capability; they are registered only when KFUNCDB_LITELLM_URL is set."""
 from __future__ import annotations
 
-from ..registry import ConfigError, Plugin, ToolSpec
-from ._http import request
+from ..registry import Plugin, ToolSpec
+from ._http import bearer, read_key, request
 
 
 class LiteLLMClient:
     def __init__(self, env: dict):
         self.url = env.get("KFUNCDB_LITELLM_URL", "").rstrip("/")
-        key_file = env.get("KFUNCDB_LITELLM_KEY_FILE", "")
-        self.key = ""
-        if key_file:
-            try:
-                with open(key_file, encoding="utf-8") as handle:
-                    self.key = handle.read().strip()
-            except OSError as error:
-                raise ConfigError(f"cannot read KFUNCDB_LITELLM_KEY_FILE {key_file}: {error.strerror}") from None
+        self.key = read_key(env, "KFUNCDB_LITELLM_KEY_FILE")
 
     @property
     def configured(self) -> bool:
         return self.url.startswith(("http://", "https://"))
 
     def post(self, path: str, body: dict, deadline: float):
-        headers = {"Authorization": f"Bearer {self.key}"} if self.key else {}
-        return request("POST", f"{self.url}{path}", deadline, body=body, headers=headers)
+        return request("POST", f"{self.url}{path}", deadline, body=body, headers=bearer(self.key))
 
 
 class LlmPlugin(Plugin):

@@ -3,6 +3,9 @@
 only the GET calls KFuncDB's host.docker.inspect tools need pass. Everything else is answered 403 here and never
 reaches the engine. A read-only socket MOUNT does not make the API read-only; this allowlist does.
 
+With DOCKER_PROXY_KEY_FILE every request needs "Authorization: Bearer <key>" (401 otherwise): the network it
+listens on is KFuncDB's and its alone, and the key keeps it so should another container ever join it.
+
 Allowed (optionally under a /v1.NN version prefix), with only the listed query parameters:
   GET|HEAD /_ping          GET /version
   GET /containers/json                 (all, limit, size, filters)
@@ -11,6 +14,7 @@ Allowed (optionally under a /v1.NN version prefix), with only the listed query p
 """
 from __future__ import annotations
 
+import hmac
 import http.client
 import json
 import logging
@@ -26,6 +30,7 @@ SOCKET = os.environ.get("DOCKER_PROXY_SOCKET", "/var/run/docker.sock")
 PORT = int(os.environ.get("DOCKER_PROXY_PORT", "2375"))
 MAX_RESPONSE = int(os.environ.get("DOCKER_PROXY_MAX_RESPONSE_BYTES", str(16 * 1024 * 1024)))
 TIMEOUT = float(os.environ.get("DOCKER_PROXY_TIMEOUT_S", "30"))
+KEY_FILE = os.environ.get("DOCKER_PROXY_KEY_FILE", "")
 
 _VERSION = r"(?:/v1\.[0-9]{1,2})?"
 _ID = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}"
@@ -91,9 +96,27 @@ def redact_env(body: bytes) -> bytes:
     return json.dumps(data).encode()
 
 
+def read_key(path: str) -> str:
+    """The key every request must carry ("" without a key file). A key file that cannot be read stops the start."""
+    if not path:
+        return ""
+    with open(path, encoding="utf-8") as handle:
+        key = handle.read().strip()
+    if len(key) < 16:
+        raise ValueError(f"the key in {path} is shorter than 16 characters")
+    return key
+
+
 class Handler(BaseHTTPRequestHandler):
     server_version = "docker-socket-proxy"
     sys_version = ""
+    key = ""
+
+    def authorised(self) -> bool:
+        if not self.key:
+            return True
+        given = self.headers.get("Authorization", "")
+        return given.startswith("Bearer ") and hmac.compare_digest(given[7:].encode(), self.key.encode())
 
     def log_message(self, fmt, *args):
         log.info("%s %s", self.address_string(), fmt % args)
@@ -108,6 +131,10 @@ class Handler(BaseHTTPRequestHandler):
             self.wfile.write(data)
 
     def handle_any(self):
+        if not self.authorised():
+            log.warning("refused %s %s from %s: missing or wrong key", self.command, self.path,
+                        self.address_string())
+            return self.refuse(401, "missing or wrong key")
         response_filter, reason = decide(self.command, self.path)
         if reason:
             log.warning("refused %s %s: %s", self.command, self.path, reason)
@@ -145,9 +172,15 @@ def main() -> int:
     if len(sys.argv) > 1 and sys.argv[1] == "healthcheck":
         # Healthy = the proxy answers and the engine behind it answers _ping through it.
         connection = http.client.HTTPConnection("127.0.0.1", PORT, timeout=5)
-        connection.request("GET", "/_ping")
+        key = read_key(KEY_FILE)
+        connection.request("GET", "/_ping", headers={"Authorization": f"Bearer {key}"} if key else {})
         response = connection.getresponse()
         return 0 if response.status == 200 and response.read() == b"OK" else 1
+    try:
+        Handler.key = read_key(KEY_FILE)
+    except (OSError, ValueError) as error:
+        log.error("refusing to start: %s", error)
+        return 2
     server = ThreadingHTTPServer(("0.0.0.0", PORT), Handler)
     server.daemon_threads = True
 
@@ -155,7 +188,8 @@ def main() -> int:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, stop)
-    log.info("forwarding the allowlisted read-only calls on :%d to %s", PORT, SOCKET)
+    log.info("forwarding the allowlisted read-only calls on :%d to %s (%s)", PORT, SOCKET,
+             "key required" if Handler.key else "no key")
     try:
         server.serve_forever()
     except KeyboardInterrupt:

@@ -9,6 +9,7 @@ from ansible_collections.datamancy.stack.plugins.filter.registry import (
     authelia_access_rules,
     registry_active,
     registry_errors,
+    registry_neighbours,
     registry_networks,
     registry_oidc_clients,
     registry_upstream_keys,
@@ -86,7 +87,7 @@ def test_vhosts_are_sorted_and_complete():
         (lambda r: r["lam"]["vhosts"][0].update(host="auth"), "already used by service 'authelia'"),
         (lambda r: r["lam"]["vhosts"][0].update(host="Bad_Host"), "host must be DNS label"),
         (lambda r: r["lam"].update(networks=["backend"]), "shares no network with 'caddy'"),
-        (lambda r: r["lam"].update(networks=["frontend", "dmz"]), "networks entry 'dmz' must be one of frontend, backend, database"),
+        (lambda r: r["lam"].update(networks=["frontend", "dmz"]), "networks entry 'dmz' must be one of frontend, backend, database, tools"),
         (lambda r: r["lam"].update(mode="later"), "mode must be one of"),
         (lambda r: r["litellm"]["vhosts"][1].update(allowlist="10.0.0.0/8 300.1.1.1/32"), "invalid CIDR(s)"),
         (lambda r: r["litellm"]["vhosts"][1].pop("allowlist"), "needs an allowlist"),
@@ -339,3 +340,14 @@ def test_an_upstream_key_is_one_of_the_services_secrets():
         "restarts it)"]
     registry["lam"]["vhosts"][0]["upstream_key"] = "lam key\n"
     assert registry_errors(registry)[0].startswith("service 'lam' vhost 'lam': upstream_key must be a secret name")
+
+
+def test_neighbours_are_who_reaches_a_service_without_the_ingress():
+    active = registry_active(REGISTRY, "full")
+    assert registry_neighbours(active, "open-webui") == ["authelia", "lam", "litellm"]
+    assert registry_neighbours(active, "qdrant") == []
+    alone = copy.deepcopy(active)
+    alone["open-webui"]["networks"] = ["frontend"]
+    for name in ("authelia", "lam", "litellm"):
+        alone[name]["networks"] = ["backend"]
+    assert registry_neighbours(alone, "open-webui") == []
