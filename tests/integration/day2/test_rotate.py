@@ -1,5 +1,6 @@
 """playbooks/rotate_secrets.yml against the shared full-mode deployment: rotating Authelia's session secret logs a
-real session out and restarts Authelia only; never-rotate and unknown secrets are refused before any change."""
+real session out and restarts Authelia only; rotating KFuncDB's key restarts KFuncDB and the Caddy that sends it;
+never-rotate and unknown secrets are refused before any change."""
 from __future__ import annotations
 
 import json
@@ -86,3 +87,49 @@ def test_unknown_secrets_and_rotate_all_with_names_are_refused(full_stack):
     run = full_stack.playbook("playbooks/rotate_secrets.yml", rotate_secrets=["redis_password"], rotate_all=True)
     assert run.returncode != 0 and "not both" in run.output
     assert full_stack.store_snapshot() == store
+
+
+KFUNCDB_TOOLS = """
+import json, sys, urllib.request, urllib.error
+codes = []
+for key in sys.argv[1:]:
+    request = urllib.request.Request("http://kfuncdb:8081/tools", headers={"Authorization": "Bearer " + key})
+    try:
+        codes.append(urllib.request.urlopen(request, timeout=10).status)
+    except urllib.error.HTTPError as error:
+        codes.append(error.code)
+print(json.dumps(codes))
+"""
+
+
+def kfuncdb_answers(stack: StackDeployment, *keys: str) -> list[int]:
+    code = KFUNCDB_TOOLS.replace("sys.argv[1:]", json.dumps(list(keys)))
+    status, output = stack.probe("backend", code)
+    assert status == 0, output
+    return json.loads(output.strip().splitlines()[-1])
+
+
+def test_rotating_kfuncdbs_key_restarts_kfuncdb_and_the_caddy_that_sends_it(full_stack):
+    """An upstream key has two readers: the service that checks it and Caddy, which sends it. Both restart with
+    the new value; the old one opens nothing."""
+    old = full_stack.read_secret("kfuncdb_api_key").strip()
+    before = started(full_stack)
+
+    run = full_stack.playbook("playbooks/rotate_secrets.yml", rotate_secrets=["kfuncdb_api_key"])
+
+    assert run.returncode == 0, run.output[-4000:]
+    new = full_stack.read_secret("kfuncdb_api_key").strip()
+    assert new != old
+    assert sorted(reported(run.output, "restarted")) == ["caddy", "kfuncdb"]
+    after = started(full_stack)
+    assert after["caddy"] != before["caddy"] and after["kfuncdb"] != before["kfuncdb"]
+    assert {k: v for k, v in after.items() if k not in ("caddy", "kfuncdb")} == {
+        k: v for k, v in before.items() if k not in ("caddy", "kfuncdb")}
+    assert kfuncdb_answers(full_stack, old, new) == [401, 200]
+    # What Caddy sends: its process holds the new key (compared here, never printed).
+    code, environ = full_stack.exec("caddy", ["cat", "/proc/1/environ"])
+    assert code == 0
+    holds_new = f"DATAMANCY_UPSTREAM_KEY_KFUNCDB_API_KEY={new}" in environ.split("\0")
+    holds_old = old in environ
+    assert holds_new and not holds_old, "Caddy does not send the rotated key"
+    assert "DATAMANCY_UPSTREAM_KEY_KFUNCDB_API_KEY" not in json.dumps(full_stack.container("caddy").attrs["Config"]["Env"])

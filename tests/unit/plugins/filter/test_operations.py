@@ -68,6 +68,12 @@ def test_an_upstream_key_restarts_its_service_and_the_ingress_that_sends_it():
     services = registry_active(shipped_registry(), "full")
     consumers = registry_secret_consumers(services, ["kfuncdb_api_key"])
     assert set(consumers) == {"caddy", "kfuncdb"}
+    assert registry_secret_consumers(services, ["docker_proxy_api_key"]) == ["docker-proxy", "kfuncdb"]
+
+
+def test_lams_salt_restarts_lam():
+    services = registry_active(shipped_registry(), "bootstrap")
+    assert registry_secret_consumers(services, ["lam_master_password_salt"]) == ["lam"]
 
 
 def test_summary_line():
