@@ -221,11 +221,16 @@ def registry_neighbours(services, service, ingress="caddy"):
                   if name not in (service, ingress) and networks & set(entry.get("networks", [])))
 
 
-def registry_oidc_clients(services, domain):
+def registry_oidc_clients(services, domain, two_factor_groups=()):
     """Authelia OIDC clients declared by services (an ``oidc`` mapping with ``client_id`` and ``redirect_path``).
 
     Each client's plaintext secret and its digest are secret-store entries named after the client, so the hash
     Authelia stores is always derived from the plaintext the application gets.
+
+    Members of a client's ``two_factor_groups`` (the groups that grant the application's admin role) and of
+    ``two_factor_groups`` given here (every client's: the platform's administrators) sign in to it with two
+    factors, the others with its ``authorization_policy``: such a client gets an Authelia authorization policy of
+    its own (``policy_name`` and ``policy``, for identity_providers.oidc.authorization_policies).
     """
     clients = []
     for name, service in services.items():
@@ -237,6 +242,9 @@ def registry_oidc_clients(services, domain):
         if not host or not oidc.get("redirect_path"):
             raise AnsibleFilterError(f"service '{name}': oidc needs redirect_path and a vhost (or oidc.host)")
         safe = "".join(char if char.isalnum() or char == "_" else "_" for char in client_id)
+        base_policy = oidc.get("authorization_policy", "one_factor")
+        elevated = sorted(set(oidc.get("two_factor_groups", [])) | set(two_factor_groups))
+        own_policy = base_policy == "one_factor" and bool(elevated)
         clients.append(
             {
                 "service": name,
@@ -244,7 +252,12 @@ def registry_oidc_clients(services, domain):
                 "client_name": oidc.get("client_name", name),
                 "redirect_uris": [f"https://{host}.{domain}{oidc['redirect_path']}"],
                 "scopes": oidc.get("scopes", ["openid", "profile", "email", "groups"]),
-                "authorization_policy": oidc.get("authorization_policy", "one_factor"),
+                "authorization_policy": f"{safe}_policy" if own_policy else base_policy,
+                "policy_name": f"{safe}_policy" if own_policy else "",
+                "policy": {"default_policy": "one_factor",
+                           "rules": [{"policy": "two_factor", "subject": [f"group:{g}" for g in elevated]}]}
+                if own_policy else {},
+                "two_factor_groups": elevated if base_policy == "one_factor" else [],
                 "secret_name": f"oidc_{safe}_client_secret",
                 "digest_name": f"oidc_{safe}_client_secret_digest",
             }

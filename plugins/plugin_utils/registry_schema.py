@@ -30,6 +30,7 @@ HOST_LABELS = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)(?:\.(?!-)[a-z0-9-]{1,63}(?
 UPSTREAM = re.compile(r"[a-z0-9][a-z0-9_.-]*:[0-9]{1,5}")
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # The secret store's own rule for names (plugins/module_utils/generators.py NAME_RE).
+GROUP_NAME = re.compile(r"[a-z][a-z0-9_-]{0,63}")
 SECRET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
 VARIABLE_NAME = re.compile(r"[a-z_][a-z0-9_]*")
 ROLE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]*(?:\.[A-Za-z0-9_][A-Za-z0-9_-]*){0,2}")
@@ -146,6 +147,7 @@ OIDC_KEYS = {
     "host": _matching(HOST_LABELS, "DNS label(s) relative to the domain"),
     "scopes": _list_of(_matching(SCOPE, "a scope name"), "scope names"),
     "authorization_policy": _one_of(OIDC_POLICIES),
+    "two_factor_groups": _list_of(_matching(GROUP_NAME, "an LDAP group name"), "LDAP group names"),
 }
 
 

@@ -112,7 +112,7 @@ class Browser:
         authelia_register_totp(self.session, self.url("auth"),
                                self.stack.base_dir / "authelia" / "data" / "notification.txt", target)
 
-    def _follow(self, url: str, limit: int = 10) -> requests.Response:
+    def follow(self, url: str, limit: int = 10) -> requests.Response:
         """Follow redirects by hand, recording each hop, until a response that is not a redirect or the consent
         page of the portal (which a browser renders as an app: it has no server-side redirect)."""
         for _attempt in range(limit):
@@ -130,7 +130,7 @@ class Browser:
         """Open WebUI's "Continue with Authelia": /oauth/oidc/login -> Authelia's authorization endpoint -> consent
         (accepted through the portal's API, as the portal's page does) -> /oauth/oidc/callback, where Open WebUI
         exchanges the code for tokens with Authelia itself and sets its `token` cookie. Returns that token."""
-        response = self._follow(self.url("open-webui", "/oauth/oidc/login"))
+        response = self.follow(self.url("open-webui", "/oauth/oidc/login"))
         if urlsplit(self.hops[-1]).path.startswith("/consent/openid"):
             # The portal's consent page names the pending consent by its flow id.
             consent_id = parse_qs(urlsplit(self.hops[-1]).query).get("flow_id", [None])[0]
@@ -141,7 +141,7 @@ class Browser:
             answer = {"flow_id": consent_id, "client_id": client_id, "consent": True, "pre_configure": False}
             accepted = self.session.post(self.url("auth", "/api/oidc/consent"), json=answer)
             assert accepted.status_code == 200, accepted.text
-            response = self._follow(urljoin(self.url("auth"), accepted.json()["data"]["redirect_uri"]))
+            response = self.follow(urljoin(self.url("auth"), accepted.json()["data"]["redirect_uri"]))
         assert any(urlsplit(hop).path == "/oauth/oidc/callback" for hop in self.hops), self.hops
         assert "error" not in urlsplit(self.hops[-1]).query, self.hops[-1]
         token = self.session.cookies.get("token", domain=f"open-webui.{self.stack.domain}")

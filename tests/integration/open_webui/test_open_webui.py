@@ -11,6 +11,7 @@ import hashlib
 import json
 import secrets
 import time
+from urllib.parse import urlsplit
 from pathlib import Path
 
 import pytest
@@ -112,6 +113,27 @@ def test_a_plain_user_logs_in_through_authelia_oidc_and_is_a_user(stack):
     assert config["oauth"]["providers"] == {"oidc": "Authelia"}
     signin = api(stack, "bob", "POST", "/api/v1/auths/signin", json={"email": "bob@example.test", "password": "x"})
     assert signin.status_code == 403
+
+
+def test_an_openwebui_admin_without_totp_does_not_become_an_admin(stack):
+    """dave is in openwebui-admin but not in admins, so forward_auth lets him onto the vhost with one factor; the
+    OIDC client's policy does not: his sign-in stops at the portal until he passes TOTP, and only then is he
+    Open WebUI's admin."""
+    browser = Browser(stack)
+    browser.first_factor("dave", browser.url("open-webui"))
+    landing = browser.follow(browser.url("open-webui", "/oauth/oidc/login"))
+    assert not any(urlsplit(hop).path == "/oauth/oidc/callback" for hop in browser.hops), browser.hops
+    assert urlsplit(browser.hops[-1]).hostname == f"auth.{stack.domain}", browser.hops
+    assert landing.status_code == 200
+    assert not browser.session.cookies.get("token", domain=f"open-webui.{stack.domain}")
+    info = browser.session.get(browser.url("auth", "/api/user/info"), timeout=10).json()["data"]
+    assert info["display_name"] == "Dave Owui"
+
+    browser.hops.clear()
+    browser.register_and_pass_totp(browser.url("open-webui"))
+    stack.tokens["dave"] = browser.oidc_login()
+    me = api(stack, "dave", "GET", "/api/v1/auths/")
+    assert me.status_code == 200 and me.json()["role"] == "admin", me.text
 
 
 def test_a_chat_goes_through_litellm_to_the_localai_standin(stack):

@@ -166,6 +166,32 @@ def test_oidc_clients_get_absolute_redirects_and_derived_secret_names():
     assert client["scopes"] == ["openid", "profile", "email", "groups"]
 
 
+def test_the_groups_granting_an_apps_admin_role_sign_in_with_two_factors():
+    registry = copy.deepcopy(REGISTRY)
+    registry["open-webui"]["oidc"] = {"client_id": "open-webui", "redirect_path": "/cb",
+                                      "two_factor_groups": ["openwebui-admin"]}
+    (client,) = registry_oidc_clients(registry, "example.test", ["admins"])
+    assert client["authorization_policy"] == client["policy_name"] == "open_webui_policy"
+    assert client["policy"] == {"default_policy": "one_factor", "rules": [
+        {"policy": "two_factor", "subject": ["group:admins", "group:openwebui-admin"]}]}
+    assert client["two_factor_groups"] == ["admins", "openwebui-admin"]
+    # A client that asks two factors of everyone needs no policy of its own.
+    registry["open-webui"]["oidc"]["authorization_policy"] = "two_factor"
+    (client,) = registry_oidc_clients(registry, "example.test", ["admins"])
+    assert client["authorization_policy"] == "two_factor" and client["policy_name"] == "" and client["policy"] == {}
+    # Without groups to elevate, one factor stays the plain built-in policy.
+    del registry["open-webui"]["oidc"]["authorization_policy"], registry["open-webui"]["oidc"]["two_factor_groups"]
+    (client,) = registry_oidc_clients(registry, "example.test")
+    assert client["authorization_policy"] == "one_factor" and client["policy_name"] == ""
+
+
+def test_two_factor_groups_are_group_names():
+    registry = copy.deepcopy(REGISTRY)
+    registry["open-webui"]["oidc"] = {"redirect_path": "/cb", "two_factor_groups": ["Admins\n"]}
+    assert registry_errors(registry) == [
+        "service 'open-webui' oidc: two_factor_groups entry 'Admins\\n' must be an LDAP group name"]
+
+
 def test_oidc_client_without_redirect_is_an_error():
     registry = copy.deepcopy(REGISTRY)
     registry["open-webui"]["oidc"] = {"client_id": "open-webui"}
@@ -218,7 +244,7 @@ def test_mtls_accepts_templated_strings(value, expected):
          "service 'lam' vhost 'lam': unknown key 'polcy' (did you mean 'policy'?)"),
         (lambda r: r["open-webui"].update(oidc={"client_id": "owui", "redirect_path": "/cb", "secret": "x"}),
          "service 'open-webui' oidc: unknown key 'secret' (known: authorization_policy, client_id, client_name, "
-         "host, redirect_path, scopes)"),
+         "host, redirect_path, scopes, two_factor_groups)"),
         (lambda r: r["lam"].update(enabled="ture"), "service 'lam': enabled must be true or false (got 'ture')"),
         (lambda r: r["lam"].update(networks="frontend"),
          "service 'lam': networks must be a list of networks (got 'frontend')"),
