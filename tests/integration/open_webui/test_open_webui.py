@@ -120,6 +120,7 @@ def test_an_openwebui_admin_without_totp_does_not_become_an_admin(stack):
     OIDC client's policy does not: his sign-in stops at the portal until he passes TOTP, and only then is he
     Open WebUI's admin."""
     browser = Browser(stack)
+    stack.browsers["dave"] = browser
     browser.first_factor("dave", browser.url("open-webui"))
     landing = browser.follow(browser.url("open-webui", "/oauth/oidc/login"))
     assert not any(urlsplit(hop).path == "/oauth/oidc/callback" for hop in browser.hops), browser.hops
@@ -180,4 +181,5 @@ def test_the_data_and_the_sessions_survive_a_new_container(stack):
     assert users.status_code == 200, users.text
     body = json_or_none(users)
     listed = body["users"] if isinstance(body, dict) else body
-    assert {u["email"]: u["role"] for u in listed} == {"alice@example.test": "admin", "bob@example.test": "user"}
+    assert {u["email"]: u["role"] for u in listed} == {
+        "alice@example.test": "admin", "bob@example.test": "user", "dave@example.test": "admin"}
