@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from ansible.errors import AnsibleFilterError
 
+from ansible_collections.datamancy.stack.plugins.plugin_utils.registry_schema import oidc_client_names
+
 
 def registry_role(services, service):
     """The role converging ``service``: its entry's ``role``, else the name with '-' as '_' (open-webui)."""
@@ -46,10 +48,11 @@ def registry_order(services, only=None):
     return order
 
 
-def registry_secret_consumers(services, names, catalogue=None, ingress="caddy"):
-    """Services (dependency order) whose registry ``secrets`` name one of ``names``, and the ingress when one is a
-    vhost's ``upstream_key``. A digest in ``names`` reaches the consumers of the secret it derives from
-    (``catalogue``: stack_secrets), since entries list plaintexts."""
+def registry_secret_consumers(services, names, catalogue=None, ingress="caddy", oidc_provider="authelia"):
+    """Services (dependency order) whose registry ``secrets`` name one of ``names``, the ingress when one is a
+    vhost's ``upstream_key`` and the OIDC provider when one is a client's secret (or its digest). A digest in
+    ``names`` reaches the consumers of the secret it derives from (``catalogue``: stack_secrets), since entries
+    list plaintexts."""
     touched = set(names)
     for name in names:
         source = (catalogue or {}).get(name, {}).get("derive_from")
@@ -60,6 +63,10 @@ def registry_secret_consumers(services, names, catalogue=None, ingress="caddy"):
     if ingress in services and any(touched & {vhost.get("upstream_key")} for service in services.values()
                                    for vhost in service.get("vhosts", [])):
         consumers.add(ingress)
+    # The provider checks each client's secret against the digest it keeps of it.
+    clients = [oidc_client_names(name, service["oidc"]) for name, service in services.items() if service.get("oidc")]
+    if oidc_provider in services and any(touched & {c["secret_name"], c["digest_name"]} for c in clients):
+        consumers.add(oidc_provider)
     return [name for name in registry_order(services) if name in consumers]
 
 

@@ -18,6 +18,7 @@ from ansible_collections.datamancy.stack.plugins.plugin_utils.registry_schema im
     MODES,
     Invalid,
     flag,
+    oidc_client_names,
     service_errors,
 )
 
@@ -237,11 +238,11 @@ def registry_oidc_clients(services, domain, two_factor_groups=()):
         oidc = service.get("oidc")
         if not oidc:
             continue
-        client_id = oidc.get("client_id", name)
+        names = oidc_client_names(name, oidc)
+        client_id, safe = names["client_id"], names["safe"]
         host = oidc.get("host") or service.get("vhosts", [{}])[0].get("host")
         if not host or not oidc.get("redirect_path"):
             raise AnsibleFilterError(f"service '{name}': oidc needs redirect_path and a vhost (or oidc.host)")
-        safe = "".join(char if char.isalnum() or char == "_" else "_" for char in client_id)
         base_policy = oidc.get("authorization_policy", "one_factor")
         elevated = sorted(set(oidc.get("two_factor_groups", [])) | set(two_factor_groups))
         own_policy = base_policy == "one_factor" and bool(elevated)
@@ -258,8 +259,8 @@ def registry_oidc_clients(services, domain, two_factor_groups=()):
                            "rules": [{"policy": "two_factor", "subject": [f"group:{g}" for g in elevated]}]}
                 if own_policy else {},
                 "two_factor_groups": elevated if base_policy == "one_factor" else [],
-                "secret_name": f"oidc_{safe}_client_secret",
-                "digest_name": f"oidc_{safe}_client_secret_digest",
+                "secret_name": names["secret_name"],
+                "digest_name": names["digest_name"],
             }
         )
     return sorted(clients, key=lambda client: client["client_id"])

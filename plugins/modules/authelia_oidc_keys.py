@@ -17,11 +17,16 @@ description:
     thumbprint (SHA-256, base64url), so the id follows from the public key and never needs to be chosen.
   - I(rotate=true) adds a new key and makes it the active (first) one while the previous keys stay published in
     the JWKS, so tokens signed before the rotation keep verifying. I(retire_previous=true) removes every key but
-    the active one once those tokens have expired.
+    the active one once those tokens have expired; I(retire_after) does so by itself once a key was superseded
+    that many seconds ago.
+  - Authelia accepts a key id only when it starts and ends with a letter or digit. A thumbprint that does not (one
+    in 32 keys starts with C(-) or C(_)) is never generated, such a key is drawn again. A stored key with such an id
+    (Authelia could never start with it) is replaced.
   - 'Files written under I(store) for I(name): C(<name>_hmac_secret), C(<name>_keyring) (JSON key ring with the
     private keys), C(<name>_issuer_key) (active key PEM), C(<name>_issuer_key_single_line) (the PEM with line
     breaks as the two characters C(\n), the single-line form for C(AUTHELIA_IDENTITY_PROVIDERS_OIDC_ISSUER_PRIVATE_KEY)),
-    C(<name>_jwks) (public JWKS JSON), each with a C(.meta) file; all C(0600).'
+    C(<name>_jwks) (public JWKS JSON), C(<name>_issuer_key_previous_<n>) (the PEM of the I(n)th previous key, for
+    as long as it is published), each with a C(.meta) file; all C(0600).'
 author:
   - Datamancy maintainers (@datamancy)
 requirements:
@@ -63,6 +68,11 @@ options:
     description: Remove every issuer key except the active one from the key ring and the JWKS.
     type: bool
     default: false
+  retire_after:
+    description:
+      - Seconds a superseded issuer key stays published; a key replaced longer ago than this is retired on the
+        next run. Choose more than the longest token lifespan. Unset, previous keys stay until I(retire_previous).
+    type: int
   rotate_hmac:
     description: Replace the HMAC secret (invalidates outstanding authorization codes and refresh tokens).
     type: bool
@@ -117,6 +127,12 @@ kids:
   returned: always
   type: list
   elements: str
+key_entries:
+  description: Store entries holding the published keys' PEMs, in the order of RV(kids).
+  returned: always
+  type: list
+  elements: str
+  sample: [authelia_oidc_issuer_key, authelia_oidc_issuer_key_previous_1]
 jwks:
   description:
     - The public JWKS (public data).
@@ -138,6 +154,11 @@ retired:
   returned: always
   type: list
   elements: str
+replaced:
+  description: Key ids of stored keys Authelia cannot use (see the description), dropped from the key ring.
+  returned: always
+  type: list
+  elements: str
 values:
   description:
     - Only with I(return_values=true); the result is censored. Keys C(hmac_secret), C(issuer_private_key),
@@ -146,7 +167,9 @@ values:
   type: dict
 '''
 
+import datetime
 import json
+import re
 import traceback
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
@@ -157,17 +180,48 @@ from ansible_collections.datamancy.stack.plugins.module_utils.generators import 
     generate_rsa_pem, jwk_thumbprint, pem_single_line, rsa_public_jwk, validate_name,
 )
 from ansible_collections.datamancy.stack.plugins.module_utils.secret_store import (
-    DEFAULT_STORE, SecretStore, StoreError,
+    DEFAULT_STORE, META_SUFFIX, SecretStore, StoreError,
 )
 
 
+# Authelia's own rule for key ids (its configuration validator): letters, digits and ._~- , starting and ending
+# with a letter or digit.
+AUTHELIA_KID_RE = re.compile(r'[A-Za-z0-9](?:[A-Za-z0-9._~-]*[A-Za-z0-9])?\Z')
+PREVIOUS_KEY_SUFFIX = '_previous_'
+
+
 def _now():
-    import datetime
-    return datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat()
+    return datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
 
 
 def _kid(pem):
     return jwk_thumbprint(rsa_public_jwk(pem))
+
+
+def _new_key(size, now):
+    # The id is the key's thumbprint, so an id Authelia refuses can only be avoided by drawing another key.
+    for _attempt in range(32):
+        pem = generate_rsa_pem(size)
+        kid = _kid(pem)
+        if AUTHELIA_KID_RE.match(kid):
+            return {'kid': kid, 'algorithm': 'RS256', 'created': now.isoformat(), 'key': pem}
+    raise SpecError('no RSA key with an id Authelia accepts in 32 attempts')
+
+
+def _superseded_long_ago(keys, now, retire_after):
+    """Index of the first key superseded (by the key before it) at least retire_after seconds ago, or None."""
+    if retire_after is None:
+        return None
+    for index in range(1, len(keys)):
+        try:
+            superseded = datetime.datetime.fromisoformat(keys[index - 1]['created'])
+        except (KeyError, TypeError, ValueError):
+            continue
+        if superseded.tzinfo is None:
+            superseded = superseded.replace(tzinfo=datetime.timezone.utc)
+        if (now - superseded).total_seconds() >= retire_after:
+            return index
+    return None
 
 
 def _load_keyring(store, entry, exists):
@@ -194,6 +248,8 @@ def run(module):
     prefix = validate_name(p['name'], 'name')
     if not 64 <= p['hmac_length'] <= 1024:
         raise SpecError('hmac_length=%d is out of range; Authelia needs at least 64 characters' % p['hmac_length'])
+    if p['retire_after'] is not None and p['retire_after'] < 0:
+        raise SpecError('retire_after=%d must not be negative' % p['retire_after'])
     if not HAS_CRYPTOGRAPHY:
         module.fail_json(msg=missing_required_lib('cryptography'), exception=CRYPTOGRAPHY_IMPORT_ERROR)
     names = {k: '%s_%s' % (prefix, k)
@@ -213,7 +269,7 @@ def run(module):
 def _run_locked(module, store, exists, names):
     p = module.params
     now = _now()
-    result = {'created': [], 'rotated': [], 'retired': []}
+    result = {'created': [], 'rotated': [], 'retired': [], 'replaced': []}
     writes = {}   # store entry -> (value, meta)
 
     hmac_value = store.read(names['hmac_secret']) if exists else None
@@ -233,18 +289,23 @@ def _run_locked(module, store, exists, names):
         generation = ((hmac_meta or {}).get('generation') or 0) + 1
         hmac_meta = {'kind': 'password', 'params': {'length': p['hmac_length'], 'symbols': False},
                      'never_rotate': False, 'generation': generation,
-                     'created': (hmac_meta or {}).get('created') or now, 'updated': now}
+                     'created': (hmac_meta or {}).get('created') or now.isoformat(), 'updated': now.isoformat()}
         writes[names['hmac_secret']] = (hmac_value, hmac_meta)
 
     ring_changed = False
-    if not keys or p['rotate']:
-        result['created' if not keys else 'rotated'].append('issuer_key')
-        pem = generate_rsa_pem(p['key_size'])
-        keys.insert(0, {'kid': _kid(pem), 'algorithm': 'RS256', 'created': now, 'key': pem})
+    unusable = [k['kid'] for k in keys if not AUTHELIA_KID_RE.match(k['kid'])]
+    if unusable:
+        result['replaced'] = unusable
+        keys = [k for k in keys if k['kid'] not in unusable]
         ring_changed = True
-    if p['retire_previous'] and len(keys) > 1:
-        result['retired'] = [k['kid'] for k in keys[1:]]
-        keys = keys[:1]
+    if not keys or p['rotate']:
+        result['created' if not old_kids else 'rotated'].append('issuer_key')
+        keys.insert(0, _new_key(p['key_size'], now))
+        ring_changed = True
+    retire_from = 1 if p['retire_previous'] else _superseded_long_ago(keys, now, p['retire_after'])
+    if retire_from is not None and len(keys) > retire_from:
+        result['retired'] = [k['kid'] for k in keys[retire_from:]]
+        keys = keys[:retire_from]
         ring_changed = True
 
     active = keys[0]
@@ -252,35 +313,46 @@ def _run_locked(module, store, exists, names):
                      for k in keys]}
     if ring_changed:
         writes[names['keyring']] = (json.dumps({'keys': keys}, indent=2, sort_keys=True) + '\n',
-                                    {'kind': 'keyring', 'params': {}, 'never_rotate': False, 'updated': now})
+                                    {'kind': 'keyring', 'params': {}, 'never_rotate': False,
+                                     'updated': now.isoformat()})
     # The exported forms are recomputed from the ring and rewritten only when they differ, so re-runs are no-ops
     # and a damaged export repairs itself.
+    previous_prefix = names['issuer_key'] + PREVIOUS_KEY_SUFFIX
+    key_entries = [names['issuer_key']] + ['%s%d' % (previous_prefix, n) for n in range(1, len(keys))]
     exports = {
-        names['issuer_key']: (active['key'], 'rsa'),
-        names['issuer_key_single_line']: (pem_single_line(active['key']), 'pem_single_line'),
-        names['jwks']: (json.dumps(jwks, indent=2, sort_keys=True) + '\n', 'jwks'),
+        names['issuer_key']: (active['key'], 'rsa', active['kid']),
+        names['issuer_key_single_line']: (pem_single_line(active['key']), 'pem_single_line', active['kid']),
+        names['jwks']: (json.dumps(jwks, indent=2, sort_keys=True) + '\n', 'jwks', active['kid']),
     }
-    for entry, (value, kind) in exports.items():
+    # Previous keys are files of their own: Authelia's configuration reads each published key from one.
+    for entry, key in zip(key_entries[1:], keys[1:]):
+        exports[entry] = (key['key'], 'rsa', key['kid'])
+    for entry, (value, kind, kid) in exports.items():
         current = store.read(entry) if exists else None
         if current != value:
-            writes[entry] = (value, {'kind': kind, 'params': {'source': names['keyring'], 'kid': active['kid']},
-                                     'never_rotate': False, 'updated': now})
+            writes[entry] = (value, {'kind': kind, 'params': {'source': names['keyring'], 'kid': kid},
+                                     'never_rotate': False, 'updated': now.isoformat()})
+    stale = sorted(name for name in (store.list_names() if exists else [])
+                   if name.startswith(previous_prefix) and name not in key_entries)
 
     if writes or exists:
         store.ensure_dir()
-    changed = bool(writes or store.fixed_modes)
+    changed = bool(writes or stale or store.fixed_modes)
     if not module.check_mode:
         store.apply_fixed_modes()
-        if writes:
+        if writes or stale:
             store.lock(exclusive=True, timeout=p['lock_timeout'])
             # The ring goes first: every other file can be recomputed from it, the reverse is not true.
             for entry in sorted(writes, key=lambda e: e != names['keyring']):
                 value, meta = writes[entry]
                 store.write(entry, value)
                 store.write_meta(entry, meta)
+            for entry in stale:
+                store.remove(entry)
+                store.remove(entry, META_SUFFIX)
 
     output = dict(result, changed=changed, kid=active['kid'], kids=[k['kid'] for k in keys], jwks=jwks,
-                  store=store.path, fixed_modes=store.fixed_modes)
+                  key_entries=key_entries, store=store.path, fixed_modes=store.fixed_modes)
     if module._diff:
         before = ''
         if 'hmac_secret' not in result['created']:
@@ -309,6 +381,7 @@ def main():
             key_size=dict(type='int', default=4096, choices=[2048, 3072, 4096], no_log=False),
             rotate=dict(type='bool', default=False),
             retire_previous=dict(type='bool', default=False),
+            retire_after=dict(type='int', no_log=False),
             rotate_hmac=dict(type='bool', default=False),
             return_values=dict(type='bool', default=False),
             lock_timeout=dict(type='int', default=60),

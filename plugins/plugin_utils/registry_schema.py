@@ -247,3 +247,12 @@ def service_errors(name, service):
         return [f"service {_shown(name)}: a service name is lower-case letters, digits and inner '-' (it is the "
                 f"container's DNS alias)"]
     return mapping_errors(service, SERVICE_KEYS, f"service '{name}'")
+
+
+def oidc_client_names(service_name, oidc):
+    """A service's OIDC client id and the store entries of its secret and of the digest Authelia keeps, named after
+    the client: the one place these names are made (Authelia's role, Open WebUI's and rotation all use them)."""
+    client_id = oidc.get("client_id", service_name)
+    safe = "".join(char if char.isalnum() or char == "_" else "_" for char in client_id)
+    return {"client_id": client_id, "safe": safe, "secret_name": f"oidc_{safe}_client_secret",
+            "digest_name": f"oidc_{safe}_client_secret_digest"}

@@ -27,7 +27,9 @@ ENVIRONMENT_CHANGE = {"litellm_env": {"DATAMANCY_LEAK_TEST": "1"}, "localai_env"
                       "open_webui_environment_extra": {"DATAMANCY_LEAK_TEST": "1"}}
 # Rotated for real: one key each of the four services the start wrapper feeds (LiteLLM, LocalAI, Qdrant) and the
 # consumers of the LiteLLM key (Open WebUI, KFuncDB), plus the backup's Qdrant client.
-ROTATED = ["litellm_master_key", "localai_api_key", "qdrant_api_key"]
+# API keys, and the OIDC provider's keys and a client's secret (their own module and the client secret's digest).
+ROTATED = ["litellm_master_key", "localai_api_key", "qdrant_api_key", "authelia_oidc_hmac_secret",
+           "authelia_oidc_issuer_key", "oidc_open_webui_client_secret"]
 
 
 @pytest.fixture(name="stack", scope="module")
@@ -96,7 +98,7 @@ def test_rotating_keys_prints_no_secret_old_or_new(stack, searched):
     old = {name: stack.read_secret(name) for name in ROTATED}
     run_clean(stack, searched, "playbooks/rotate_secrets.yml", "-vvvv", rotate_secrets=ROTATED)
     assert all(stack.read_secret(name) != value for name, value in old.items())
-    assert set(old.values()) <= searched
+    assert {value.strip() for value in old.values()} <= searched
 
 
 @pytest.mark.parametrize("verbosity", ["-v", "-vvvv"])

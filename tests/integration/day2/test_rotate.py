@@ -1,16 +1,22 @@
 """playbooks/rotate_secrets.yml against the shared full-mode deployment: rotating Authelia's session secret logs a
 real session out and restarts Authelia only; rotating KFuncDB's key restarts KFuncDB and the Caddy that sends it;
-never-rotate and unknown secrets are refused before any change."""
+rotating the OIDC keys and Open WebUI's client secret keeps sessions and the previous key published, and Open
+WebUI's login works after it; never-rotate and unknown secrets are refused before any change."""
 from __future__ import annotations
 
 import json
 import re
+import sys
+from pathlib import Path
 
 import pytest
 
 from stacklib import StackDeployment
 
 from .platform_checks import authelia_healthy, login
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "open_webui"))
+from owui_helpers import Browser, via_caddy_container  # noqa: E402  pylint: disable=wrong-import-position
 
 pytestmark = pytest.mark.integration
 
@@ -133,3 +139,65 @@ def test_rotating_kfuncdbs_key_restarts_kfuncdb_and_the_caddy_that_sends_it(full
     holds_old = old in environ
     assert holds_new and not holds_old, "Caddy does not send the rotated key"
     assert "DATAMANCY_UPSTREAM_KEY_KFUNCDB_API_KEY" not in json.dumps(full_stack.container("caddy").attrs["Config"]["Env"])
+
+
+OIDC_SECRETS = ["authelia_oidc_hmac_secret", "authelia_oidc_issuer_key", "oidc_open_webui_client_secret"]
+
+
+def published_kids(browser: Browser) -> list[str]:
+    """The key ids Authelia publishes, found the way a relying party finds them (discovery, then jwks_uri)."""
+    discovery = browser.session.get(browser.url("auth", "/.well-known/openid-configuration"), timeout=30)
+    assert discovery.status_code == 200, discovery.text
+    jwks = browser.session.get(discovery.json()["jwks_uri"], timeout=30)
+    assert jwks.status_code == 200, jwks.text
+    return [key["kid"] for key in jwks.json()["keys"]]
+
+
+def test_rotating_the_oidc_keys_keeps_sessions_and_open_webuis_login_works(full_stack):
+    """The issuer key, the HMAC secret and Open WebUI's client secret: Authelia (which signs with the keys and checks
+    the secret's digest) and Open WebUI (which sends the secret) restart, nothing else. The previous issuer key stays
+    published beside the new one, so tokens it signed still verify; the SSO session and Open WebUI's own session
+    from before hold; and a new Open WebUI login, with the new secret and key, works."""
+    old = {name: full_stack.read_secret(name) for name in OIDC_SECRETS}
+    with via_caddy_container(full_stack):
+        browser = Browser(full_stack)
+        browser.first_factor("carol", browser.url("open-webui"))
+        token_before = browser.oidc_login()
+        kids_before = published_kids(browser)
+    before = started(full_stack)
+
+    run = full_stack.playbook("playbooks/rotate_secrets.yml", rotate_secrets=OIDC_SECRETS)
+
+    assert run.returncode == 0, run.output[-4000:]
+    assert all(full_stack.read_secret(name) != value for name, value in old.items())
+    assert sorted(reported(run.output, "rotated")) == sorted(OIDC_SECRETS)
+    assert reported(run.output, "rederived") == ["oidc_open_webui_client_secret_digest"]
+    assert sorted(reported(run.output, "restarted")) == ["authelia", "open-webui"]
+    after = started(full_stack)
+    assert {k: v for k, v in after.items() if k not in ("authelia", "open-webui")} == {
+        k: v for k, v in before.items() if k not in ("authelia", "open-webui")}
+    # Authelia runs the new key ring: the new key first (it signs), the previous one still published.
+    ring = json.loads(full_stack.read_secret("authelia_oidc_keyring"))
+    assert [key["kid"] for key in ring["keys"]][1:] == kids_before
+    handed = sorted(p.name for p in (full_stack.base_dir / "authelia" / "secrets").glob("authelia_oidc_issuer_key*"))
+    assert handed == ["authelia_oidc_issuer_key"] + [
+        f"authelia_oidc_issuer_key_previous_{n}" for n in range(1, len(kids_before) + 1)]
+    assert authelia_healthy(full_stack)
+    with via_caddy_container(full_stack):
+        kids_after = published_kids(browser)
+        assert kids_after == [ring["keys"][0]["kid"]] + kids_before
+        # The SSO session (Redis) and Open WebUI's own token (its never-rotated key) both outlive the rotation.
+        assert browser.session.get(browser.url("auth", "/api/user/info"), timeout=30).status_code == 200
+        headers = {"Accept": "application/json", "Authorization": f"Bearer {token_before}"}
+        me = browser.session.get(browser.url("open-webui", "/api/v1/auths/"), headers=headers, timeout=60)
+        assert me.status_code == 200 and me.json()["email"] == "carol@example.test", me.text
+        # A new sign-in: Open WebUI sends the new client secret and verifies an ID token signed by the new key.
+        browser.hops.clear()
+        token_after = browser.oidc_login()
+        headers["Authorization"] = f"Bearer {token_after}"
+        me = browser.session.get(browser.url("open-webui", "/api/v1/auths/"), headers=headers, timeout=60)
+        assert me.status_code == 200 and me.json()["email"] == "carol@example.test", me.text
+    # Converging again changes nothing: the previous key is inside its overlap (a day by default).
+    again = full_stack.playbook("site.yml")
+    assert again.returncode == 0, again.output[-4000:]
+    assert again.changed == 0, again.changed_tasks()

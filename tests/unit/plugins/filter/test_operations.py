@@ -71,6 +71,18 @@ def test_an_upstream_key_restarts_its_service_and_the_ingress_that_sends_it():
     assert registry_secret_consumers(services, ["docker_proxy_api_key"]) == ["docker-proxy", "kfuncdb"]
 
 
+def test_oidc_secrets_restart_the_provider_and_the_client_that_sends_them():
+    services = registry_active(shipped_registry(), "full")
+    assert registry_secret_consumers(services, ["authelia_oidc_issuer_key"]) == ["authelia"]
+    assert registry_secret_consumers(services, ["authelia_oidc_hmac_secret"]) == ["authelia"]
+    # Open WebUI sends the client secret, Authelia checks it against its digest.
+    assert set(registry_secret_consumers(services, ["oidc_open_webui_client_secret"])) == {"authelia", "open-webui"}
+    assert registry_secret_consumers(services, ["oidc_open_webui_client_secret_digest"]) == ["authelia"]
+    # In bootstrap mode no client exists, and no provider is restarted for a client's secret.
+    assert registry_secret_consumers(registry_active(shipped_registry(), "bootstrap"),
+                                     ["oidc_open_webui_client_secret"]) == []
+
+
 def test_lams_salt_restarts_lam():
     services = registry_active(shipped_registry(), "bootstrap")
     assert registry_secret_consumers(services, ["lam_master_password_salt"]) == ["lam"]

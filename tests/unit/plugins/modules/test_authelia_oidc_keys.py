@@ -94,6 +94,87 @@ def test_rotation_keeps_previous_key_published_until_retired(run_module, store):
     assert ok and hmac_rotated["rotated"] == ["hmac_secret"] and read(store, "hmac_secret") != hmac_secret
 
 
+def test_each_published_key_has_a_file_until_it_is_retired(run_module, store):
+    """Authelia's configuration reads every key of its JWKS from a file: the active one and each previous one."""
+    args = {"store": str(store), "key_size": 2048}
+    ok, first = run_module(oidc_module, args)
+    assert ok and first["key_entries"] == [f"{PREFIX}_issuer_key"]
+    first_pem = read(store, "issuer_key")
+    ok, rotated = run_module(oidc_module, dict(args, rotate=True))
+    assert ok and rotated["key_entries"] == [f"{PREFIX}_issuer_key", f"{PREFIX}_issuer_key_previous_1"]
+    assert read(store, "issuer_key_previous_1") == first_pem
+    assert stat.S_IMODE(os.lstat(store / f"{PREFIX}_issuer_key_previous_1").st_mode) == 0o600
+    ok, twice = run_module(oidc_module, dict(args, rotate=True))
+    assert ok and len(twice["kids"]) == 3 and read(store, "issuer_key_previous_2") == first_pem
+    assert read(store, "issuer_key_previous_1") != first_pem
+    ok, retired = run_module(oidc_module, dict(args, retire_previous=True))
+    assert ok and retired["changed"] and retired["key_entries"] == [f"{PREFIX}_issuer_key"]
+    assert not list(store.glob(f"{PREFIX}_issuer_key_previous_*")), "a retired key's file stays in the store"
+
+
+def _age_ring(store, seconds):
+    """Move every key's creation time back by ``seconds`` (as if the rotations happened that long ago)."""
+    import datetime
+    ring_path = store / f"{PREFIX}_keyring"
+    ring = json.loads(ring_path.read_text())
+    for key in ring["keys"]:
+        created = datetime.datetime.fromisoformat(key["created"])
+        key["created"] = (created - datetime.timedelta(seconds=seconds)).isoformat()
+    ring_path.write_text(json.dumps(ring))
+
+
+def test_a_superseded_key_is_retired_once_its_overlap_has_passed(run_module, store):
+    args = {"store": str(store), "key_size": 2048, "retire_after": 3600}
+    assert run_module(oidc_module, args)[0]
+    ok, rotated = run_module(oidc_module, dict(args, rotate=True))
+    assert ok and len(rotated["kids"]) == 2
+    # Within the overlap the previous key stays published, and a re-run changes nothing.
+    ok, again = run_module(oidc_module, args)
+    assert ok and not again["changed"] and again["kids"] == rotated["kids"]
+    _age_ring(store, 3599 - 60)
+    ok, again = run_module(oidc_module, args)
+    assert ok and not again["changed"] and len(again["kids"]) == 2
+    _age_ring(store, 120)
+    ok, retired = run_module(oidc_module, args)
+    assert ok and retired["changed"] and retired["retired"] == rotated["kids"][1:]
+    assert retired["kids"] == [rotated["kid"]] and retired["kid"] == rotated["kid"]
+    assert [k["kid"] for k in json.loads(read(store, "jwks"))["keys"]] == [rotated["kid"]]
+    assert not (store / f"{PREFIX}_issuer_key_previous_1").exists()
+    # Without retire_after nothing is retired by age.
+    ok, rotated = run_module(oidc_module, {"store": str(store), "key_size": 2048, "rotate": True})
+    _age_ring(store, 10 ** 7)
+    ok, kept = run_module(oidc_module, {"store": str(store), "key_size": 2048})
+    assert ok and not kept["changed"] and len(kept["kids"]) == 2
+
+
+def test_a_key_id_authelia_refuses_is_never_generated_and_a_stored_one_is_replaced(run_module, store, monkeypatch):
+    """Authelia refuses a key id that starts or ends with anything but a letter or digit; a thumbprint starts with
+    '-' or '_' once in 32 keys. Simulated here: the first key drawn gets such an id."""
+    real_kid = oidc_module._kid
+    unlucky = {}
+
+    def kid(pem):
+        if not unlucky:
+            unlucky[pem] = "-" + real_kid(pem)[1:]
+        return unlucky.get(pem) or real_kid(pem)
+
+    monkeypatch.setattr(oidc_module, "_kid", kid)
+    ok, result = run_module(oidc_module, {"store": str(store), "key_size": 2048})
+    assert ok and result["kid"][0].isalnum() and result["kid"] not in unlucky.values()
+    assert read(store, "issuer_key") not in unlucky
+
+    # A ring stored before this rule, with such an id as its only key: replaced by a usable key.
+    bad_pem = next(iter(unlucky))
+    ring_path = store / f"{PREFIX}_keyring"
+    ring = json.loads(ring_path.read_text())
+    ring["keys"] = [dict(ring["keys"][0], key=bad_pem, kid=unlucky[bad_pem])]
+    ring_path.write_text(json.dumps(ring))
+    ok, repaired = run_module(oidc_module, {"store": str(store), "key_size": 2048})
+    assert ok and repaired["changed"] and repaired["replaced"] == [unlucky[bad_pem]]
+    assert repaired["rotated"] == ["issuer_key"] and repaired["kids"] == [repaired["kid"]]
+    assert repaired["kid"][0].isalnum() and read(store, "issuer_key") != bad_pem
+
+
 def test_check_mode_and_diff_never_leak(run_module, tmp_path, store, snapshot):
     args = {"store": str(store), "key_size": 2048}
     before = snapshot(tmp_path)
@@ -128,6 +209,7 @@ def test_return_values(run_module, store):
     ("kid_mismatch", "does not match its key"),
     ("store_is_file", "not a directory"),
     ("bad_name", "is invalid"),
+    ("negative_retire_after", "must not be negative"),
 ])
 def test_failures_change_nothing(run_module, tmp_path, store, snapshot, case, message):
     args = {"store": str(store), "key_size": 2048}
@@ -152,6 +234,8 @@ def test_failures_change_nothing(run_module, tmp_path, store, snapshot, case, me
         args["store"] = str(tmp_path / "file")
     elif case == "bad_name":
         args["name"] = "a/b"
+    elif case == "negative_retire_after":
+        args["retire_after"] = -1
     before = snapshot(tmp_path)
     ok, result = run_module(oidc_module, args)
     assert not ok and message in result["msg"], result
