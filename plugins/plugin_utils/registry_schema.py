@@ -15,7 +15,7 @@ import re
 
 MODES = ("bootstrap", "full")
 POLICIES = ("sso", "sso_admins", "api", "public")
-KNOWN_NETWORKS = ("frontend", "backend", "database", "tools")
+KNOWN_NETWORKS = ("frontend", "backend", "database", "tools", "egress")
 BACKUP_KINDS = ("none", "sqlite", "ldif", "clickhouse", "qdrant")
 VOLUME_TYPES = ("volume", "bind")
 OIDC_POLICIES = ("one_factor", "two_factor")

@@ -144,12 +144,14 @@ CONNECT = (
 )
 
 
-def test_a_container_on_the_database_network_cannot_reach_outside(stack):
+@pytest.mark.parametrize("inside", ["database", "backend"])
+def test_a_container_on_an_internal_network_cannot_reach_outside(stack, inside):
     """'Outside' without leaving this machine: a listener on a network of our own, and the host itself through
-    the database network's gateway (where Caddy publishes). A control probe shows the listener does answer."""
-    network = stack.docker.networks.get(stack.network("database"))
+    the network's gateway (where Caddy publishes). A control probe shows the listener does answer. backend is
+    where Redis and OpenLDAP live, on it alone: they cannot reach the internet."""
+    network = stack.docker.networks.get(stack.network(inside))
     assert network.attrs["Internal"] is True
-    outside = stack.docker.networks.create(f"{stack.prefix}outside", labels={"datamancy.test": stack.run_id})
+    outside = stack.docker.networks.create(f"{stack.prefix}outside-{inside}", labels={"datamancy.test": stack.run_id})
     listener = stack.docker.containers.run(
         "datamancy-test/debian:bookworm", ["python3", "-m", "http.server", "8000"], network=outside.name,
         name=f"{stack.prefix}outside-listener", detach=True, labels={"datamancy.test": stack.run_id})
@@ -159,7 +161,7 @@ def test_a_container_on_the_database_network_cannot_reach_outside(stack):
         gateway = network.attrs["IPAM"]["Config"][0]["Gateway"]
         code, output = stack.probe(outside.name, CONNECT.format(targets=[(listener_ip, 8000)]))
         assert "reached" in output, f"control probe failed: {output}"
-        code, output = stack.probe("database", CONNECT.format(
+        code, output = stack.probe(inside, CONNECT.format(
             targets=[(listener_ip, 8000), (gateway, stack.https_port), (gateway, 22)]))
         assert code == 0 and "reached" not in output and output.count("refused") == 3, output
     finally:
@@ -174,6 +176,27 @@ def test_ldap_and_redis_are_not_reachable_from_the_frontend_network(stack):
     code, output = stack.probe("frontend", CONNECT.format(targets=targets))
     assert code == 0
     assert "reached" not in output and output.count("refused") == 4, output
+
+
+def test_a_routable_backend_of_an_earlier_release_becomes_internal_and_keeps_its_containers(stack):
+    """Deployments made before backend was internal have a routable one. The next converge recreates it as
+    internal (Docker cannot change the flag in place) and every container on it is connected again: sign-in, which
+    needs Authelia to reach Redis and OpenLDAP over backend, works after it."""
+    def on_backend():
+        network = stack.docker.networks.get(stack.network("backend"))
+        return network.attrs["Internal"], {c["Name"] for c in network.attrs["Containers"].values()}
+
+    internal, members = on_backend()
+    assert internal is True and {f"{stack.prefix}redis", f"{stack.prefix}openldap"} <= members
+    earlier = stack.playbook("tests/integration/bootstrap/converge.yml", docker_host_backend_internal=False)
+    assert earlier.returncode == 0, earlier.output[-4000:]
+    assert on_backend() == (False, members)
+
+    upgraded = stack.playbook("tests/integration/bootstrap/converge.yml")
+    assert upgraded.returncode == 0, upgraded.output[-4000:]
+    assert on_backend() == (True, members)
+    response = login(stack, "bob", stack.url("whoami")).get(stack.url("whoami"), headers=BROWSER, timeout=30)
+    assert response.status_code == 200, response.text[:500]
 
 
 def test_a_second_run_changes_nothing(stack):

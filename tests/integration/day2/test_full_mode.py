@@ -42,3 +42,19 @@ def test_a_second_run_changes_nothing(stack):
     second = stack.playbook("site.yml")
     assert second.returncode == 0, second.output[-4000:]
     assert second.changed == 0, second.changed_tasks()
+
+
+def test_only_frontend_and_egress_route_off_the_host_and_egress_is_the_backups_alone(stack):
+    """Every full-mode service but the backup has its route out (if any) through frontend; backend, database and
+    tools are internal, so what is on them alone (Redis, OpenLDAP, the data services, the Docker API proxy) has
+    none. bootstrap/test_bootstrap.py probes that internal networks really hold."""
+    internal = {name: stack.docker.networks.get(stack.network(name)).attrs["Internal"]
+                for name in ("frontend", "backend", "database", "tools", "egress")}
+    assert internal == {"frontend": False, "backend": True, "database": True, "tools": True, "egress": False}
+    routed = {stack.network("frontend"), stack.network("egress")}
+    with_a_route = {c.name.removeprefix(stack.prefix) for c in stack.containers()
+                    if routed & set(c.attrs["NetworkSettings"]["Networks"])}
+    on_egress = {c.name.removeprefix(stack.prefix) for c in stack.containers()
+                 if stack.network("egress") in c.attrs["NetworkSettings"]["Networks"]}
+    assert on_egress == {"backup"}
+    assert not with_a_route & {"redis", "openldap", "qdrant", "clickhouse", "docker-proxy"}, with_a_route

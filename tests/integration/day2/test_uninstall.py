@@ -36,7 +36,7 @@ def test_purging_without_uninstalling_is_refused_before_any_change(full_stack):
 
 def test_an_uninstall_removes_containers_and_networks_and_keeps_the_data(full_stack):
     kept_volumes, store = volumes(full_stack), full_stack.store_snapshot()
-    assert len(kept_volumes) >= 6 and len(networks(full_stack)) == 4
+    assert len(kept_volumes) >= 6 and len(networks(full_stack)) == 5
     run = full_stack.playbook("site.yml", stack_state="absent")
     assert run.returncode == 0, run.output[-6000:]
     assert full_stack.containers() == []

@@ -87,7 +87,7 @@ def test_vhosts_are_sorted_and_complete():
         (lambda r: r["lam"]["vhosts"][0].update(host="auth"), "already used by service 'authelia'"),
         (lambda r: r["lam"]["vhosts"][0].update(host="Bad_Host"), "host must be DNS label"),
         (lambda r: r["lam"].update(networks=["backend"]), "shares no network with 'caddy'"),
-        (lambda r: r["lam"].update(networks=["frontend", "dmz"]), "networks entry 'dmz' must be one of frontend, backend, database, tools"),
+        (lambda r: r["lam"].update(networks=["frontend", "dmz"]), "networks entry 'dmz' must be one of frontend, backend, database, tools, egress"),
         (lambda r: r["lam"].update(mode="later"), "mode must be one of"),
         (lambda r: r["litellm"]["vhosts"][1].update(allowlist="10.0.0.0/8 300.1.1.1/32"), "invalid CIDR(s)"),
         (lambda r: r["litellm"]["vhosts"][1].pop("allowlist"), "needs an allowlist"),
