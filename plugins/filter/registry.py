@@ -24,6 +24,12 @@ from ansible_collections.datamancy.stack.plugins.plugin_utils.registry_schema im
 
 FORWARD_AUTH_POLICIES = ("sso", "sso_admins")
 
+# What an API allowlist may admit without a written reason: private and local ranges. Not 172.16.0.0/12, where
+# Docker's bridges live (172.17.0.0/16 upward by default): behind Docker's userland proxy every client arrives
+# from a bridge gateway, so admitting that range admits everyone the proxy relays.
+PRIVATE_RANGES = tuple(ipaddress.ip_network(cidr) for cidr in (
+    "10.0.0.0/8", "192.168.0.0/16", "100.64.0.0/10", "127.0.0.0/8", "::1/128", "fc00::/7", "fe80::/10"))
+
 
 def _allowlist_entries(value):
     if value is None:
@@ -52,6 +58,19 @@ def _valid_cidr(entry):
     except ValueError:
         return False
     return True
+
+
+def allowlist_beyond_private(entries):
+    """The (valid) allowlist entries not inside a private or local range (PRIVATE_RANGES)."""
+    wide = []
+    for entry in entries:
+        try:
+            network = ipaddress.ip_network(entry, strict=True)
+        except ValueError:
+            continue  # refused as an invalid CIDR by registry_errors
+        if not any(network.version == private.version and network.subnet_of(private) for private in PRIVATE_RANGES):
+            wide.append(entry)
+    return wide
 
 
 # Relaxations of the containers' hardening a service may declare, each only with a written reason (the audit
@@ -99,8 +118,15 @@ def _vhost_errors(vwhere, vhost, service):
         bad = [entry for entry in entries if not _valid_cidr(entry)]
         if bad:
             errors.append(f"{vwhere}: invalid CIDR(s) in allowlist: {', '.join(bad)}")
+        wide = allowlist_beyond_private([entry for entry in entries if _valid_cidr(entry)])
+        if wide and not vhost.get("allowlist_reason", "").strip():
+            errors.append(f"{vwhere}: the allowlist admits addresses outside the private and local ranges "
+                          f"({', '.join(wide)}; 172.16.0.0/12 holds Docker's own bridges): narrow it, or say why "
+                          "in allowlist_reason (stack_api_allowlist_reason), which the audit reports")
     elif entries:
         errors.append(f"{vwhere}: allowlist applies to policy 'api' only (this vhost's policy is '{policy}')")
+    elif vhost.get("allowlist_reason"):
+        errors.append(f"{vwhere}: allowlist_reason applies to policy 'api' only (this vhost's policy is '{policy}')")
     return errors
 
 
@@ -185,6 +211,8 @@ def registry_vhosts(services, domain):
                     "policy": policy,
                     "forward_auth": policy in FORWARD_AUTH_POLICIES,
                     "allowlist": _allowlist_entries(vhost.get("allowlist")),
+                    "allowlist_reason": vhost.get("allowlist_reason", ""),
+                    "allowlist_wide": allowlist_beyond_private(_allowlist_entries(vhost.get("allowlist"))),
                     "mtls": _flag(vhost.get("mtls"), False),
                     "public_reason": vhost.get("public_reason", ""),
                     "audit_path": vhost.get("audit_path", "/"),

@@ -23,6 +23,7 @@ CHECK_TITLES = {
     "sso": "All UIs behind SSO",
     "secrets": "Secret files: modes, owner and age",
     "ports": "Only necessary ports exposed",
+    "api_clients": "Machine APIs see their clients' own addresses, allowlists as intended",
     "backup": "Volumes backed up on a schedule",
     "kfuncdb": "KFuncDB capability policy minimal",
     "images": "Images up to date against pinned versions",
@@ -270,6 +271,39 @@ def check_sso(vhosts, probes, portal_fqdn):
         else:
             failures.append(f"{line}: unknown policy")
     return _check("sso", evidence, failures)
+
+
+def check_api_clients(vhosts, listeners, ingress_host_ports):
+    """Machine-API vhosts trust the client address Caddy sees. Docker's userland proxy relays published ports from
+    a host socket, so every client arrives from a bridge gateway: a listening host socket on the ingress's TCP
+    ports is that proxy, and fails the check while an API vhost exists. Each allowlist is evidence, with the reason
+    for entries beyond the private and local ranges."""
+    api = [vhost for vhost in vhosts if vhost.get("policy") == "api"]
+    if not api:
+        return _check("api_clients", ["no machine-API vhost: nothing trusts a client address"], [])
+    ports = {int(port) for port in ingress_host_ports}
+    relaying = sorted({f"{sock['address']}:{sock['port']}/{sock['proto']}" for sock in listeners
+                       if sock["proto"] == "tcp" and sock["port"] in ports})
+    evidence, failures = [], []
+    if relaying:
+        failures.append(
+            f"host sockets listen on the ingress ports ({', '.join(relaying)}): Docker's userland proxy relays "
+            f"them, so every client of {', '.join(v['fqdn'] for v in api)} arrives from a bridge gateway; run the "
+            "engine with userland-proxy false (docker_host does)")
+    else:
+        evidence.append("no host socket listens on the ingress ports: the engine NATs them (no userland proxy), "
+                        "clients keep their own addresses")
+    for vhost in api:
+        evidence.append(f"{vhost['fqdn']}: allowlist {' '.join(vhost.get('allowlist') or []) or '(none)'}")
+        wide = vhost.get("allowlist_wide") or []
+        if wide:
+            reason = str(vhost.get("allowlist_reason") or "").strip()
+            line = f"{vhost['fqdn']}: admits {' '.join(wide)} beyond the private and local ranges"
+            if reason:
+                evidence.append(f"{line}, by intent ({reason})")
+            else:
+                failures.append(f"{line} without an allowlist_reason")
+    return _check("api_clients", evidence, failures)
 
 
 # --- secrets ---------------------------------------------------------------------------------------------------
@@ -640,6 +674,8 @@ def evaluate(evidence, expected):
                       expected.get("secret_max_age_days", 365), _flag(expected.get("secret_age_fails"))),
         check_ports(containers, prefix, expected.get("ingress", "caddy"), expected, listeners,
                     evidence.get("other_containers", []), _flag(expected.get("host_ports_fail"))),
+        check_api_clients(expected.get("vhosts", []), listeners,
+                          [b["host_port"] for b in expected.get("ingress_ports", []) if b.get("proto") == "tcp"]),
         check_backup(services, containers, prefix, evidence.get("last_success"), evidence.get("last_run"), now_dt,
                      expected.get("backup_max_age_hours", 26)),
         check_kfuncdb(services, containers, prefix, expected.get("kfuncdb_max_capabilities", [])),

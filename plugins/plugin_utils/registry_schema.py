@@ -128,6 +128,7 @@ VHOST_KEYS = {
     "policy": _one_of(POLICIES),
     "public_reason": _REASON,
     "allowlist": _allowlist,
+    "allowlist_reason": _REASON,
     "mtls": _flag,
     "enabled": _flag,
     "audit_path": _matching(PATH, "a path starting with '/', printable characters and no spaces"),

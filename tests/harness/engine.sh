@@ -25,7 +25,10 @@ start() {
   echo "engine: starting dockerd (log: $logfile)"
   # setsid detaches dockerd from the caller's process group, so the CI job's
   # teardown of its own children does not kill the engine mid-test.
-  setsid nohup dockerd --pidfile "$pidfile.dockerd" >"$logfile" 2>&1 </dev/null &
+  # No userland proxy, as docker_host configures real hosts: published ports are NATed, so a client keeps its
+  # own address at Caddy (only this machine's own connections arrive from a bridge gateway), and the audit
+  # fails an engine that relays API vhosts' clients through docker-proxy.
+  setsid nohup dockerd --pidfile "$pidfile.dockerd" --userland-proxy=false >"$logfile" 2>&1 </dev/null &
   echo $! >"$pidfile"
   for _ in $(seq 1 120); do
     if engine_answers; then

@@ -4,12 +4,13 @@ The core (Caddy, Authelia, LDAP, Redis) plus LocalAI and LiteLLM. LocalAI is the
 (tests/images/localai-standin, NOT LocalAI): it answers ``stand-in answer: <first 12 hex of sha256(last user
 message)>``, so an exact answer proves the request went Caddy -> LiteLLM -> LocalAI and back.
 
-Where a client's address comes from, as Caddy's ``remote_ip`` sees it: the engine here runs Docker's userland
-proxy, so a connection from the host to the published 127.0.0.1:<port> is re-opened by docker-proxy and arrives
-at Caddy from the gateway address of Caddy's network (the ``frontend`` bridge's x.x.x.1), never from 127.0.0.1.
-The tests therefore (1) show the host is allowed under the default (private ranges) allowlist, (2) narrow the
-allowlist to exactly that gateway /32 and show the host still gets through while a container on the same
-network, whose own address is outside, gets 403.
+Where a client's address comes from, as Caddy's ``remote_ip`` sees it: the engine runs without Docker's userland
+proxy (as docker_host configures hosts), so a connection from the host to the published 127.0.0.1:<port> is NATed
+to Caddy and masqueraded: it arrives from the gateway address of Caddy's network (the ``frontend`` bridge's
+x.x.x.1), never from 127.0.0.1, while a client elsewhere would keep its own address. The local inventory admits
+172.16.0.0/12 for this machine's own programs (with its reason). The tests therefore (1) show the host is allowed
+under that allowlist, (2) narrow the allowlist to exactly that gateway /32 and show the host still gets through
+while a container on the same network, whose own address is outside, gets 403.
 """
 from __future__ import annotations
 
@@ -102,7 +103,7 @@ def test_embeddings_route_to_localai_too(stack):
 
 
 def test_under_the_default_allowlist_a_container_on_a_private_network_is_let_through(stack):
-    # Control for the 403 test below: the same probe, with the default private-range allowlist, succeeds.
+    # Control for the 403 test below: the same probe, under the local inventory's allowlist, succeeds.
     output = chat_from_frontend_container(stack)
     assert output.startswith("HTTP/1.1 200"), output[:500]
     assert EXPECTED_ANSWER in output
@@ -232,7 +233,7 @@ def test_outside_the_allowlist_caddy_answers_403(stack, monkeypatch):
     assert narrowed.returncode == 0, narrowed.output[-4000:]
     caddyfile = (stack.base_dir / "caddy" / "etc" / "Caddyfile").read_text()
     assert f"not remote_ip {gateway}/32\n" in caddyfile
-    # The host's connection arrives through docker-proxy from the gateway, which is exactly what is allowed.
+    # The host's connection arrives NATed from the gateway, which is exactly what is allowed.
     response = stack.session().post(stack.url("api.litellm", "/v1/chat/completions"), json=CHAT,
                                     headers=bearer(stack.read_secret("litellm_master_key")), timeout=60)
     assert response.status_code == 200, response.text

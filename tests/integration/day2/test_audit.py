@@ -5,6 +5,7 @@ modules find the deployment as it was; the last test proves that by auditing cle
 from __future__ import annotations
 
 import json
+import socket
 import uuid
 
 import pytest
@@ -13,7 +14,7 @@ from stacklib import REPO_ROOT, StackDeployment, free_port
 
 pytestmark = pytest.mark.integration
 
-CHECKS = ("sso", "secrets", "ports", "backup", "kfuncdb", "images", "docker_socket", "privileges",
+CHECKS = ("sso", "secrets", "ports", "api_clients", "backup", "kfuncdb", "images", "docker_socket", "privileges",
           "secret_exposure")
 # The backup check passes only once roles/backup deploys the registry's backup service (it may not be in the tree
 # yet); until then it is the one expected failure, and it must say why.
@@ -65,6 +66,11 @@ def test_a_fresh_deployment_passes_the_audit(stack):
         assert f"{host}.{stack.domain}/ (sso" in sso and f"https://auth.{stack.domain}" in sso, sso
     assert f"api.litellm.{stack.domain}/v1/models (api): 401" in sso
     assert "public by intent" in sso
+    # The engine NATs Caddy's ports (no userland proxy); the local inventory's wider allowlist says why.
+    clients = check(report, "api_clients")["evidence"]
+    assert clients[0].startswith("no host socket listens on the ingress ports"), clients
+    assert any(line.startswith(f"api.litellm.{stack.domain}: admits 172.16.0.0/12 beyond the private and local "
+                               "ranges, by intent (this machine's own programs") for line in clients), clients
     privileges = " ".join(check(report, "privileges")["evidence"])
     assert f"{stack.prefix}caddy: user 1000:1000, cap_add NET_BIND_SERVICE" in privileges
     sockets = " ".join(check(report, "docker_socket")["evidence"])
@@ -94,6 +100,22 @@ def test_a_published_port_fails_the_ports_check(stack):
         assert_fails_only(run, report, "ports", f"{intruder.name} publishes 127.0.0.1:{port}->8080/tcp")
     finally:
         intruder.remove(force=True)
+
+
+def test_a_relay_on_caddys_port_fails_the_api_clients_check(stack):
+    """Docker's userland proxy listens on the published ports in the host's namespace and relays every client
+    from a bridge gateway. A listener of our own on Caddy's HTTPS port (which the engine only NATs) is what the
+    audit would find then."""
+    relay = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    relay.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    relay.bind(("0.0.0.0", stack.https_port))
+    relay.listen(1)
+    try:
+        run, report = audit(stack)
+        assert_fails_only(run, report, "api_clients", f"0.0.0.0:{stack.https_port}/tcp",
+                          "Docker's userland proxy relays them", f"api.litellm.{stack.domain}")
+    finally:
+        relay.close()
 
 
 def test_a_world_readable_env_file_fails_the_secrets_check(stack):

@@ -2,7 +2,8 @@
 changes: an operator's stack_services_custom with a misspelt key, a newline smuggled into a reason (it would have
 reached the Caddyfile), or a service name that is no DNS label. Each run of site.yml fails with a message naming the
 service, the key and the value; it changes nothing, restarts no container and leaves the Caddyfile as it was. So is
-Open WebUI's trusted_headers mode while other services share its networks.
+an API allowlist open beyond the private ranges without a reason, and Open WebUI's trusted_headers mode while
+other services share its networks.
 """
 from __future__ import annotations
 
@@ -23,6 +24,11 @@ REFUSALS = {
     "service name no DNS label": (
         {"stack_services_custom": {"Evil_Service": {"mode": "full", "networks": ["backend"]}}},
         "service 'Evil_Service': a service name is lower-case letters, digits and inner '-'"),
+    # The survey's allowlist answer, widened to everyone: refused unless a reason says why.
+    "allowlist beyond the private ranges without a reason": (
+        {"stack_api_default_allowlist": "0.0.0.0/0", "stack_api_allowlist_reason": ""},
+        "service 'litellm' vhost 'api.litellm': the allowlist admits addresses outside the private and local "
+        "ranges (0.0.0.0/0; 172.16.0.0/12 holds Docker's own bridges)"),
     # Open WebUI shares backend with LiteLLM and more: any of them could send Remote-Email itself.
     "trusted headers with neighbours": (
         {"open_webui_auth_mode": "trusted_headers"},

@@ -232,11 +232,15 @@ def test_surveys(calls):
               if name.split(" - ")[-1] in ("bootstrap", "full", "update")}
     assert len(deploy) == 3
     for questions in deploy.values():
-        assert set(questions) == {"stack_domain", "stack_api_default_allowlist", "stack_mode"}
+        assert set(questions) == {"stack_domain", "stack_api_default_allowlist", "stack_api_allowlist_reason",
+                                  "stack_mode"}
+        # Widening the allowlist needs a reason, which the survey asks for without requiring it.
+        assert questions["stack_api_allowlist_reason"]["required"] is False
         assert questions["stack_mode"]["choices"] == ["bootstrap", "full"]
         # The answer feeds the registry's allowlist parsing: whitespace-separated CIDRs.
         for cidr in questions["stack_api_default_allowlist"]["default"].split():
             ipaddress.ip_network(cidr)
+        assert "172.16.0.0/12" not in questions["stack_api_default_allowlist"]["default"]
     assert deploy["Datamancy - bootstrap"]["stack_mode"]["default"] == "bootstrap"
     assert deploy["Datamancy - full"]["stack_mode"]["default"] == "full"
 

@@ -314,12 +314,45 @@ def test_depends_on_names_other_services_of_the_registry():
         "service 'open-webui': depends_on names 'open-webui', which is not another service of the registry"]
 
 
+@pytest.mark.parametrize(("allowlist", "wide"), [
+    ("10.0.0.0/8 192.168.7.0/24 127.0.0.1/32 fd00::/8", []),
+    ("10.0.0.0/8 172.16.0.0/12", ["172.16.0.0/12"]),        # Docker's own bridges
+    ("172.18.0.1/32", ["172.18.0.1/32"]),                    # one bridge gateway
+    ("0.0.0.0/0", ["0.0.0.0/0"]),
+    ("10.0.0.0/7", ["10.0.0.0/7"]),                          # wider than the private range it contains
+    ("203.0.113.0/24 2001:db8::/32", ["203.0.113.0/24", "2001:db8::/32"]),
+])
+def test_an_allowlist_beyond_the_private_ranges_needs_a_reason(allowlist, wide):
+    registry = copy.deepcopy(REGISTRY)
+    registry["litellm"]["vhosts"][1]["allowlist"] = allowlist
+    errors = registry_errors(registry)
+    if not wide:
+        assert errors == []
+        return
+    assert errors == [
+        f"service 'litellm' vhost 'api.litellm': the allowlist admits addresses outside the private and local "
+        f"ranges ({', '.join(wide)}; 172.16.0.0/12 holds Docker's own bridges): narrow it, or say why in "
+        "allowlist_reason (stack_api_allowlist_reason), which the audit reports"]
+    registry["litellm"]["vhosts"][1]["allowlist_reason"] = "the partner office's addresses"
+    assert registry_errors(registry) == []
+    api = next(v for v in registry_vhosts(registry, "example.test") if v["host"] == "api.litellm")
+    assert api["allowlist_wide"] == wide and api["allowlist_reason"] == "the partner office's addresses"
+    # A reason is one line: it could never add a line to anything generated from the registry.
+    registry["litellm"]["vhosts"][1]["allowlist_reason"] = "ok\nmore"
+    assert any("allowlist_reason" in error for error in registry_errors(registry))
+
+
 def test_an_allowlist_belongs_to_api_vhosts_only():
     # It would be read as protection, yet only policy api applies it.
     registry = copy.deepcopy(REGISTRY)
     registry["lam"]["vhosts"][0]["allowlist"] = "10.0.0.0/8"
     assert registry_errors(registry) == [
         "service 'lam' vhost 'lam': allowlist applies to policy 'api' only (this vhost's policy is 'sso_admins')"]
+    registry = copy.deepcopy(REGISTRY)
+    registry["lam"]["vhosts"][0]["allowlist_reason"] = "why not"
+    assert registry_errors(registry) == [
+        "service 'lam' vhost 'lam': allowlist_reason applies to policy 'api' only (this vhost's policy is "
+        "'sso_admins')"]
 
 
 SERVICE_FLAG_READINGS = [(False, False), ("False", False), ("no", False), ("", False), (True, True), ("yes", True),

@@ -35,7 +35,8 @@ VHOSTS = [
     {"service": "authelia", "fqdn": "auth.example.test", "policy": "public", "public_reason": "the portal"},
     {"service": "lam", "fqdn": "lam.example.test", "policy": "sso_admins", "public_reason": ""},
     {"service": "open-webui", "fqdn": "open-webui.example.test", "policy": "sso", "public_reason": ""},
-    {"service": "litellm", "fqdn": "api.litellm.example.test", "policy": "api", "public_reason": ""},
+    {"service": "litellm", "fqdn": "api.litellm.example.test", "policy": "api", "public_reason": "",
+     "allowlist": ["10.0.0.0/8"], "allowlist_wide": [], "allowlist_reason": ""},
 ]
 PORTAL = "auth.example.test"
 
@@ -89,9 +90,9 @@ def fresh_evidence():
         "base_files": [stat("/b/litellm/litellm.env", "0600"), stat("/b/redis/secrets/redis_password", "0400", 999)],
         "proc_net": {
             "tcp": ("  sl  local_address rem_address   st\n"
-                    "   0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0\n"
+                    "   0: 0100007F:2382 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0\n"
                     "   1: 00000000:0016 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0\n"
-                    "   2: 0100007F:C350 0100007F:1F90 01 00000000:00000000 00:00000000 00000000     0\n"),
+                    "   2: 0100007F:C350 0100007F:2382 01 00000000:00000000 00:00000000 00000000     0\n"),
         },
         "probes": [
             {"fqdn": "auth.example.test", "path": "/", "status": 200, "location": ""},
@@ -416,3 +417,42 @@ def test_missing_exposure_evidence_fails():
     evidence = fresh_evidence()
     del evidence["exposure"]
     assert "no container was searched" in failed(audit_report(evidence, expected()), "secret_exposure")
+
+
+# --- machine APIs and Docker's userland proxy ------------------------------------------------------------------
+
+USERLAND_PROXY = "   3: 00000000:20FB 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0\n"  # *:8443
+
+
+def test_api_clients_pass_when_the_engine_nats_the_ingress_ports():
+    check = by_id(audit_report(fresh_evidence(), expected()))["api_clients"]
+    assert check["status"] == "pass", check
+    assert "no host socket listens on the ingress ports" in check["evidence"][0]
+    assert "api.litellm.example.test: allowlist 10.0.0.0/8" in check["evidence"]
+
+
+def test_the_userland_proxy_in_front_of_an_api_vhost_fails():
+    """docker-proxy listens on the published port in the host's namespace: every client it relays arrives from the
+    bridge gateway, which an allowlist of private ranges would admit."""
+    evidence = fresh_evidence()
+    evidence["proc_net"]["tcp"] += USERLAND_PROXY
+    text = failed(audit_report(evidence, expected()), "api_clients")
+    assert "0.0.0.0:8443/tcp" in text and "userland proxy" in text and "api.litellm.example.test" in text
+    # Without an API vhost nothing trusts a client address: the same engine passes.
+    plain = expected()
+    plain["vhosts"] = [v for v in plain["vhosts"] if v["policy"] != "api"]
+    check = by_id(audit_report(evidence, plain))["api_clients"]
+    assert check["status"] == "pass" and "no machine-API vhost" in check["evidence"][0]
+
+
+def test_an_allowlist_beyond_the_private_ranges_is_reported_with_its_reason():
+    wide = expected()
+    api = next(v for v in wide["vhosts"] if v["policy"] == "api")
+    api.update(allowlist=["10.0.0.0/8", "203.0.113.0/24"], allowlist_wide=["203.0.113.0/24"],
+               allowlist_reason="the partner office")
+    check = by_id(audit_report(fresh_evidence(), wide))["api_clients"]
+    assert check["status"] == "pass"
+    assert ("api.litellm.example.test: admits 203.0.113.0/24 beyond the private and local ranges, by intent "
+            "(the partner office)") in check["evidence"]
+    api["allowlist_reason"] = ""
+    assert "without an allowlist_reason" in failed(audit_report(fresh_evidence(), wide), "api_clients")
