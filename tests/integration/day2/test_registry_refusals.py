@@ -29,6 +29,15 @@ REFUSALS = {
         {"stack_api_default_allowlist": "0.0.0.0/0", "stack_api_allowlist_reason": ""},
         "service 'litellm' vhost 'api.litellm': the allowlist admits addresses outside the private and local "
         "ranges (0.0.0.0/0; 172.16.0.0/12 holds Docker's own bridges)"),
+    # An image variable emptied on the command line would recreate Redis from no image (every session lost).
+    "an empty image variable": (
+        {"redis_image": ""},
+        "Invalid stack settings: image variables set to nothing: redis_image (redis); set an image reference"),
+    # A bad CIDR is answered with that rule alone, not with every rule of the stack settings.
+    "a bad CIDR": (
+        {"litellm_api_allowlist": "10.0.0.0/33"},
+        "Invalid stack settings: Registry problems: service 'litellm' vhost 'api.litellm': invalid CIDR(s) in "
+        "allowlist: 10.0.0.0/33"),
     # Open WebUI shares backend with LiteLLM and more: any of them could send Remote-Email itself.
     "trusted headers with neighbours": (
         {"open_webui_auth_mode": "trusted_headers"},
@@ -58,6 +67,8 @@ def test_a_bad_registry_entry_is_refused_before_anything_changes(stack, case):
     assert run.returncode != 0, run.output[-3000:]
     message = re.sub(r"\s+", " ", run.output)
     assert expected in message, run.output[-3000:]
+    # One rule broken, one message: the rules that hold stay quiet.
+    assert "stack_domain must be" not in message
     assert "evil.example" not in (stack.base_dir / "caddy" / "etc" / "Caddyfile").read_text()
     assert run.changed == 0, run.changed_tasks()
     assert container_states(stack) == before
