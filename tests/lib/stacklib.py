@@ -88,6 +88,12 @@ class StackDeployment:
         self.vars_file = self.workdir / "vars.yml"
         self.docker = docker.from_env(timeout=120)
 
+    @property
+    def portal_host(self) -> str:
+        """The SSO portal's vhost: the registry's authelia vhost, ``auth`` unless a suite renames it."""
+        vhosts = (self.vars.get("stack_services_custom") or {}).get("authelia", {}).get("vhosts")
+        return vhosts[0]["host"] if vhosts else "auth"
+
     def write_vars(self, **overrides) -> Path:
         data = dict(self.vars, **overrides)
         self.vars_file.write_text(yaml.safe_dump(data))

@@ -101,7 +101,7 @@ class Browser:
         return f"https://{host}.{self.stack.domain}{path}"
 
     def first_factor(self, user: str, target: str) -> None:
-        response = self.session.post(self.url("auth", "/api/firstfactor"), json={
+        response = self.session.post(self.url(self.stack.portal_host, "/api/firstfactor"), json={
             "username": user, "password": self.stack.read_secret(f"ldap_user_{user}_password"),
             "keepMeLoggedIn": False, "targetURL": target})
         assert response.status_code == 200 and response.json()["status"] == "OK", response.text
@@ -109,7 +109,7 @@ class Browser:
     def register_and_pass_totp(self, target: str) -> None:
         """Register a TOTP device as the portal does (session elevation by the one-time code the filesystem
         notifier writes), then pass the second factor with it."""
-        authelia_register_totp(self.session, self.url("auth"),
+        authelia_register_totp(self.session, self.url(self.stack.portal_host),
                                self.stack.base_dir / "authelia" / "data" / "notification.txt", target)
 
     def follow(self, url: str, limit: int = 10) -> requests.Response:
@@ -135,13 +135,13 @@ class Browser:
             # The portal's consent page names the pending consent by its flow id.
             consent_id = parse_qs(urlsplit(self.hops[-1]).query).get("flow_id", [None])[0]
             assert consent_id, self.hops
-            details = self.session.get(self.url("auth", "/api/oidc/consent"), params={"flow_id": consent_id})
+            details = self.session.get(self.url(self.stack.portal_host, "/api/oidc/consent"), params={"flow_id": consent_id})
             assert details.status_code == 200 and details.json()["status"] == "OK", (details.text, self.hops)
             client_id = details.json()["data"]["client_id"]
             answer = {"flow_id": consent_id, "client_id": client_id, "consent": True, "pre_configure": False}
-            accepted = self.session.post(self.url("auth", "/api/oidc/consent"), json=answer)
+            accepted = self.session.post(self.url(self.stack.portal_host, "/api/oidc/consent"), json=answer)
             assert accepted.status_code == 200, accepted.text
-            response = self.follow(urljoin(self.url("auth"), accepted.json()["data"]["redirect_uri"]))
+            response = self.follow(urljoin(self.url(self.stack.portal_host), accepted.json()["data"]["redirect_uri"]))
         assert any(urlsplit(hop).path == "/oauth/oidc/callback" for hop in self.hops), self.hops
         assert "error" not in urlsplit(self.hops[-1]).query, self.hops[-1]
         token = self.session.cookies.get("token", domain=f"open-webui.{self.stack.domain}")

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 from pathlib import Path
 
 import pytest
+import requests
 import yaml
 
 from owui_helpers import STANDIN_MODEL, Browser, container_ip, resolve_to, start_llm_standins, wait_until
@@ -78,6 +79,23 @@ def test_only_caddy_publishes_ports_and_open_webui_runs_hardened_against_litellm
     assert (stack.base_dir / "open-webui" / "data" / "webui.db").stat().st_uid == 10002
 
 
+def test_the_portal_lives_where_the_registry_names_it(stack):
+    """The suite renames the registry's authelia vhost (vars.yml: sso): a browser without a session is sent there,
+    Authelia's OIDC issuer is that name, and the default name is no site at all. The logins below go through it."""
+    assert stack.portal_host == "sso"
+    portal = f"https://sso.{stack.domain}"
+    browser = Browser(stack)
+    response = browser.session.get(browser.url("open-webui"), allow_redirects=False, timeout=30,
+                                   headers={"Accept": "text/html"})
+    assert response.status_code == 302 and response.headers["Location"].startswith(f"{portal}/?rd="), response.headers
+    discovery = browser.session.get(f"{portal}/.well-known/openid-configuration", timeout=30)
+    assert discovery.status_code == 200 and discovery.json()["issuer"] == portal, discovery.text
+    with pytest.raises(requests.exceptions.SSLError):
+        browser.session.get(f"https://auth.{stack.domain}/", timeout=10)
+    caddyfile = (stack.base_dir / "caddy" / "etc" / "Caddyfile").read_text()
+    assert f"auth.{stack.domain}" not in caddyfile and f"sso.{stack.domain}" in caddyfile
+
+
 def test_an_openwebui_admin_logs_in_through_authelia_oidc_and_is_admin(stack):
     """alice (admins, openwebui-admin) logs in first: one factor, TOTP (forward_auth asks admins for it on every
     protected vhost), then Open WebUI's OIDC login."""
@@ -88,7 +106,7 @@ def test_an_openwebui_admin_logs_in_through_authelia_oidc_and_is_admin(stack):
     browser.register_and_pass_totp(target)
     stack.tokens["alice"] = browser.oidc_login()
     # The code went back to Authelia through Caddy from inside the network; the hops show the real flow.
-    assert any(hop.startswith(f"https://auth.{stack.domain}/api/oidc/authorization") for hop in browser.hops)
+    assert any(hop.startswith(f"https://{stack.portal_host}.{stack.domain}/api/oidc/authorization") for hop in browser.hops)
     me = api(stack, "alice", "GET", "/api/v1/auths/")
     assert me.status_code == 200, me.text
     assert me.json()["email"] == "alice@example.test"
@@ -124,10 +142,10 @@ def test_an_openwebui_admin_without_totp_does_not_become_an_admin(stack):
     browser.first_factor("dave", browser.url("open-webui"))
     landing = browser.follow(browser.url("open-webui", "/oauth/oidc/login"))
     assert not any(urlsplit(hop).path == "/oauth/oidc/callback" for hop in browser.hops), browser.hops
-    assert urlsplit(browser.hops[-1]).hostname == f"auth.{stack.domain}", browser.hops
+    assert urlsplit(browser.hops[-1]).hostname == f"{stack.portal_host}.{stack.domain}", browser.hops
     assert landing.status_code == 200
     assert not browser.session.cookies.get("token", domain=f"open-webui.{stack.domain}")
-    info = browser.session.get(browser.url("auth", "/api/user/info"), timeout=10).json()["data"]
+    info = browser.session.get(browser.url(stack.portal_host, "/api/user/info"), timeout=10).json()["data"]
     assert info["display_name"] == "Dave Owui"
 
     browser.hops.clear()
