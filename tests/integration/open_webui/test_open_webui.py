@@ -24,6 +24,8 @@ from stacklib import StackDeployment, json_or_none
 HERE = Path(__file__).resolve().parent
 CONVERGE = "tests/integration/open_webui/converge.yml"
 API_CLIENT = {"Accept": "application/json"}
+# The account the role has Open WebUI create at its first start, so that no person is its first account.
+BOOTSTRAP_ACCOUNT = "bootstrap-admin@open-webui.invalid"
 
 
 @pytest.fixture(scope="module")
@@ -37,6 +39,7 @@ def stack():
         print(f"first converge: {deployment.converge_seconds:.0f} s")
         start_llm_standins(deployment, localai_key=secrets.token_hex(16))
         deployment.tokens = {}
+        deployment.browsers = {}
         caddy_ip = container_ip(deployment.container("caddy"), deployment.network("frontend"))
         with resolve_to(deployment.domain, caddy_ip):
             yield deployment
@@ -67,7 +70,8 @@ def test_only_caddy_publishes_ports_and_open_webui_runs_hardened_against_litellm
     assert env["ENABLE_PERSISTENT_CONFIG"] == "False" and env["ENABLE_SIGNUP"] == "False"
     # Its secrets are files the start wrapper loads into the process, never in the container's configuration.
     for variable, secret in (("WEBUI_SECRET_KEY", "open_webui_secret_key"), ("OPENAI_API_KEY", "litellm_master_key"),
-                             ("OAUTH_CLIENT_SECRET", "oidc_open_webui_client_secret")):
+                             ("OAUTH_CLIENT_SECRET", "oidc_open_webui_client_secret"),
+                             ("WEBUI_ADMIN_PASSWORD", "open_webui_bootstrap_admin_password")):
         assert variable not in env
         assert stack.read_secret(secret) not in json.dumps(container.attrs["Config"]), secret
         handed = stack.base_dir / "open-webui" / "secret-env" / variable
@@ -96,24 +100,9 @@ def test_the_portal_lives_where_the_registry_names_it(stack):
     assert f"auth.{stack.domain}" not in caddyfile and f"sso.{stack.domain}" in caddyfile
 
 
-def test_an_openwebui_admin_logs_in_through_authelia_oidc_and_is_admin(stack):
-    """alice (admins, openwebui-admin) logs in first: one factor, TOTP (forward_auth asks admins for it on every
-    protected vhost), then Open WebUI's OIDC login."""
-    browser = Browser(stack)
-    stack.browsers = {"alice": browser}
-    target = browser.url("open-webui")
-    browser.first_factor("alice", target)
-    browser.register_and_pass_totp(target)
-    stack.tokens["alice"] = browser.oidc_login()
-    # The code went back to Authelia through Caddy from inside the network; the hops show the real flow.
-    assert any(hop.startswith(f"https://{stack.portal_host}.{stack.domain}/api/oidc/authorization") for hop in browser.hops)
-    me = api(stack, "alice", "GET", "/api/v1/auths/")
-    assert me.status_code == 200, me.text
-    assert me.json()["email"] == "alice@example.test"
-    assert me.json()["role"] == "admin"
-
-
-def test_a_plain_user_logs_in_through_authelia_oidc_and_is_a_user(stack):
+def test_a_plain_user_signs_in_first_and_is_a_user(stack):
+    """bob (users) is the first person to sign in. Open WebUI makes its first account admin whatever its groups;
+    that account is the bootstrap one the role had it create, so bob's groups decide: he is a user."""
     browser = Browser(stack)
     stack.browsers["bob"] = browser
     browser.first_factor("bob", browser.url("open-webui"))
@@ -124,6 +113,10 @@ def test_a_plain_user_logs_in_through_authelia_oidc_and_is_a_user(stack):
     assert me.json()["role"] == "user"
     # A user is not an admin in Open WebUI: the admin-only user list is refused.
     assert api(stack, "bob", "GET", "/api/v1/users/").status_code in (401, 403)
+    # Nobody signs in as the bootstrap account, with its very password either: password sign-in is off.
+    bootstrap = api(stack, "bob", "POST", "/api/v1/auths/signin", json={
+        "email": BOOTSTRAP_ACCOUNT, "password": stack.read_secret("open_webui_bootstrap_admin_password")})
+    assert bootstrap.status_code == 403, bootstrap.text
     # Login is SSO only: the password form and sign-up are off, and a password sign-in is refused.
     config = api(stack, "bob", "GET", "/api/config").json()
     assert config["features"]["enable_login_form"] is False
@@ -131,6 +124,24 @@ def test_a_plain_user_logs_in_through_authelia_oidc_and_is_a_user(stack):
     assert config["oauth"]["providers"] == {"oidc": "Authelia"}
     signin = api(stack, "bob", "POST", "/api/v1/auths/signin", json={"email": "bob@example.test", "password": "x"})
     assert signin.status_code == 403
+
+
+def test_an_openwebui_admin_logs_in_through_authelia_oidc_and_is_admin(stack):
+    """alice (admins, openwebui-admin) logs in first: one factor, TOTP (forward_auth asks admins for it on every
+    protected vhost), then Open WebUI's OIDC login."""
+    browser = Browser(stack)
+    stack.browsers["alice"] = browser
+    target = browser.url("open-webui")
+    browser.first_factor("alice", target)
+    browser.register_and_pass_totp(target)
+    stack.tokens["alice"] = browser.oidc_login()
+    # The code went back to Authelia through Caddy from inside the network; the hops show the real flow.
+    portal = f"https://{stack.portal_host}.{stack.domain}"
+    assert any(hop.startswith(f"{portal}/api/oidc/authorization") for hop in browser.hops)
+    me = api(stack, "alice", "GET", "/api/v1/auths/")
+    assert me.status_code == 200, me.text
+    assert me.json()["email"] == "alice@example.test"
+    assert me.json()["role"] == "admin"
 
 
 def test_an_openwebui_admin_without_totp_does_not_become_an_admin(stack):
@@ -200,4 +211,5 @@ def test_the_data_and_the_sessions_survive_a_new_container(stack):
     body = json_or_none(users)
     listed = body["users"] if isinstance(body, dict) else body
     assert {u["email"]: u["role"] for u in listed} == {
-        "alice@example.test": "admin", "bob@example.test": "user", "dave@example.test": "admin"}
+        "alice@example.test": "admin", "bob@example.test": "user", "dave@example.test": "admin",
+        BOOTSTRAP_ACCOUNT: "admin"}
