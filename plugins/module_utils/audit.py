@@ -273,26 +273,39 @@ def check_sso(vhosts, probes, portal_fqdn):
     return _check("sso", evidence, failures)
 
 
-def check_api_clients(vhosts, listeners, ingress_host_ports):
-    """Machine-API vhosts trust the client address Caddy sees. Docker's userland proxy relays published ports from
-    a host socket, so every client arrives from a bridge gateway: a listening host socket on the ingress's TCP
-    ports is that proxy, and fails the check while an API vhost exists. Each allowlist is evidence, with the reason
-    for entries beyond the private and local ranges."""
+def _relayed_port(process_line):
+    """The host port a docker-proxy process relays, from its command line (``-host-port N``), or None."""
+    fields = process_line.split()
+    for flag, value in zip(fields, fields[1:]):
+        if flag in ("-host-port", "--host-port") and value.isdigit():
+            return int(value)
+    return None
+
+
+def check_api_clients(vhosts, userland_proxies, ingress_host_ports):
+    """Machine-API vhosts trust the client address Caddy sees. Docker's userland proxy (a docker-proxy process per
+    published port) relays clients from a host socket, so every client arrives from a bridge gateway: a docker-proxy
+    relaying one of the ingress's ports fails the check while an API vhost exists. ``userland_proxies`` is the
+    host's docker-proxy processes (``pgrep -a`` lines), None when they could not be listed. Each allowlist is
+    evidence, with the reason for entries beyond the private and local ranges."""
     api = [vhost for vhost in vhosts if vhost.get("policy") == "api"]
     if not api:
         return _check("api_clients", ["no machine-API vhost: nothing trusts a client address"], [])
     ports = {int(port) for port in ingress_host_ports}
-    relaying = sorted({f"{sock['address']}:{sock['port']}/{sock['proto']}" for sock in listeners
-                       if sock["proto"] == "tcp" and sock["port"] in ports})
-    evidence, failures = [], []
-    if relaying:
-        failures.append(
-            f"host sockets listen on the ingress ports ({', '.join(relaying)}): Docker's userland proxy relays "
-            f"them, so every client of {', '.join(v['fqdn'] for v in api)} arrives from a bridge gateway; run the "
-            "engine with userland-proxy false (docker_host does)")
+    evidence, failures, warnings = [], [], []
+    if userland_proxies is None:
+        warnings.append("the host's processes could not be listed (pgrep): whether Docker's userland proxy relays "
+                        "Caddy's ports is unknown")
     else:
-        evidence.append("no host socket listens on the ingress ports: the engine NATs them (no userland proxy), "
-                        "clients keep their own addresses")
+        relaying = [line.strip() for line in userland_proxies if _relayed_port(line) in ports]
+        if relaying:
+            failures.append(
+                f"Docker's userland proxy relays Caddy's ports ({'; '.join(relaying)}), so every client of "
+                f"{', '.join(v['fqdn'] for v in api)} arrives from a bridge gateway; run the engine with "
+                "userland-proxy false (docker_host does)")
+        else:
+            evidence.append(f"no docker-proxy process relays Caddy's ports ({len(userland_proxies)} on the host): "
+                            "the engine NATs them, clients keep their own addresses")
     for vhost in api:
         evidence.append(f"{vhost['fqdn']}: allowlist {' '.join(vhost.get('allowlist') or []) or '(none)'}")
         wide = vhost.get("allowlist_wide") or []
@@ -303,7 +316,7 @@ def check_api_clients(vhosts, listeners, ingress_host_ports):
                 evidence.append(f"{line}, by intent ({reason})")
             else:
                 failures.append(f"{line} without an allowlist_reason")
-    return _check("api_clients", evidence, failures)
+    return _check("api_clients", evidence, failures, warnings)
 
 
 # --- secrets ---------------------------------------------------------------------------------------------------
@@ -674,8 +687,8 @@ def evaluate(evidence, expected):
                       expected.get("secret_max_age_days", 365), _flag(expected.get("secret_age_fails"))),
         check_ports(containers, prefix, expected.get("ingress", "caddy"), expected, listeners,
                     evidence.get("other_containers", []), _flag(expected.get("host_ports_fail"))),
-        check_api_clients(expected.get("vhosts", []), listeners,
-                          [b["host_port"] for b in expected.get("ingress_ports", []) if b.get("proto") == "tcp"]),
+        check_api_clients(expected.get("vhosts", []), evidence.get("userland_proxies"),
+                          [b["host_port"] for b in expected.get("ingress_ports", [])]),
         check_backup(services, containers, prefix, evidence.get("last_success"), evidence.get("last_run"), now_dt,
                      expected.get("backup_max_age_hours", 26)),
         check_kfuncdb(services, containers, prefix, expected.get("kfuncdb_max_capabilities", [])),

@@ -5,7 +5,8 @@ modules find the deployment as it was; the last test proves that by auditing cle
 from __future__ import annotations
 
 import json
-import socket
+import subprocess
+import time
 import uuid
 
 import pytest
@@ -68,7 +69,7 @@ def test_a_fresh_deployment_passes_the_audit(stack):
     assert "public by intent" in sso
     # The engine NATs Caddy's ports (no userland proxy); the local inventory's wider allowlist says why.
     clients = check(report, "api_clients")["evidence"]
-    assert clients[0].startswith("no host socket listens on the ingress ports"), clients
+    assert clients[0].startswith("no docker-proxy process relays Caddy's ports"), clients
     assert any(line.startswith(f"api.litellm.{stack.domain}: admits 172.16.0.0/12 beyond the private and local "
                                "ranges, by intent (this machine's own programs") for line in clients), clients
     privileges = " ".join(check(report, "privileges")["evidence"])
@@ -102,20 +103,23 @@ def test_a_published_port_fails_the_ports_check(stack):
         intruder.remove(force=True)
 
 
-def test_a_relay_on_caddys_port_fails_the_api_clients_check(stack):
-    """Docker's userland proxy listens on the published ports in the host's namespace and relays every client
-    from a bridge gateway. A listener of our own on Caddy's HTTPS port (which the engine only NATs) is what the
-    audit would find then."""
-    relay = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    relay.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    relay.bind(("0.0.0.0", stack.https_port))
-    relay.listen(1)
+def test_a_userland_proxy_on_caddys_port_fails_the_api_clients_check(stack):
+    """Docker's userland proxy: a docker-proxy process relays a published port from a host socket, and every
+    client arrives from the bridge gateway. The engine here NATs (no such process); the engine's own docker-proxy
+    binary, started as the engine would for Caddy's HTTPS port (on another loopback address, beside the engine's
+    port reservation on 127.0.0.1), is what the audit finds on an engine with the proxy on."""
+    caddy_ip = next(iter(stack.container("caddy").attrs["NetworkSettings"]["Networks"].values()))["IPAddress"]
+    relay = subprocess.Popen(["docker-proxy", "-proto", "tcp", "-host-ip", "127.0.0.2", "-host-port",
+                              str(stack.https_port), "-container-ip", caddy_ip, "-container-port", "443"])
     try:
+        time.sleep(1)
+        assert relay.poll() is None, "docker-proxy did not start"
         run, report = audit(stack)
-        assert_fails_only(run, report, "api_clients", f"0.0.0.0:{stack.https_port}/tcp",
-                          "Docker's userland proxy relays them", f"api.litellm.{stack.domain}")
+        assert_fails_only(run, report, "api_clients", f"-host-port {stack.https_port}",
+                          "Docker's userland proxy relays Caddy's ports", f"api.litellm.{stack.domain}")
     finally:
-        relay.close()
+        relay.terminate()
+        relay.wait(timeout=10)
 
 
 def test_a_world_readable_env_file_fails_the_secrets_check(stack):

@@ -108,6 +108,7 @@ def fresh_evidence():
                      "snapshot_id": "abc123", "services": ["caddy", "authelia"], "error": None,
                      "schedule": "daily"},
         "exposure": {"checked": [P + s for s in SERVICES], "secrets": 27, "findings": []},
+        "userland_proxies": [],
     }
 
 
@@ -421,28 +422,42 @@ def test_missing_exposure_evidence_fails():
 
 # --- machine APIs and Docker's userland proxy ------------------------------------------------------------------
 
-USERLAND_PROXY = "   3: 00000000:20FB 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0\n"  # *:8443
+USERLAND_PROXY = ("4242 /usr/sbin/docker-proxy -proto tcp -host-ip 127.0.0.1 -host-port 8443 -container-ip 172.18.0.5 "
+                  "-container-port 443")
+ELSEWHERE = "4343 /usr/sbin/docker-proxy -proto tcp -host-ip 127.0.0.1 -host-port 5432 -container-ip 172.18.0.9"
 
 
 def test_api_clients_pass_when_the_engine_nats_the_ingress_ports():
     check = by_id(audit_report(fresh_evidence(), expected()))["api_clients"]
     assert check["status"] == "pass", check
-    assert "no host socket listens on the ingress ports" in check["evidence"][0]
+    assert check["evidence"][0].startswith("no docker-proxy process relays Caddy's ports (0 on the host)")
     assert "api.litellm.example.test: allowlist 10.0.0.0/8" in check["evidence"]
+    # Another container's published port relayed by the proxy is the ports check's business, not this one's.
+    evidence = fresh_evidence()
+    evidence["userland_proxies"] = [ELSEWHERE]
+    assert by_id(audit_report(evidence, expected()))["api_clients"]["status"] == "pass"
 
 
 def test_the_userland_proxy_in_front_of_an_api_vhost_fails():
-    """docker-proxy listens on the published port in the host's namespace: every client it relays arrives from the
-    bridge gateway, which an allowlist of private ranges would admit."""
+    """docker-proxy relays the published port from a host socket: every client it relays arrives from the bridge
+    gateway, which an allowlist of private ranges would admit."""
     evidence = fresh_evidence()
-    evidence["proc_net"]["tcp"] += USERLAND_PROXY
+    evidence["userland_proxies"] = [USERLAND_PROXY, ELSEWHERE]
     text = failed(audit_report(evidence, expected()), "api_clients")
-    assert "0.0.0.0:8443/tcp" in text and "userland proxy" in text and "api.litellm.example.test" in text
+    assert "-host-port 8443" in text and "5432" not in text
+    assert "Docker's userland proxy relays Caddy's ports" in text and "api.litellm.example.test" in text
     # Without an API vhost nothing trusts a client address: the same engine passes.
     plain = expected()
     plain["vhosts"] = [v for v in plain["vhosts"] if v["policy"] != "api"]
     check = by_id(audit_report(evidence, plain))["api_clients"]
     assert check["status"] == "pass" and "no machine-API vhost" in check["evidence"][0]
+
+
+def test_unlisted_processes_leave_the_question_open():
+    evidence = fresh_evidence()
+    evidence["userland_proxies"] = None
+    check = by_id(audit_report(evidence, expected()))["api_clients"]
+    assert check["status"] == "warn" and "could not be listed" in check["warnings"][0]
 
 
 def test_an_allowlist_beyond_the_private_ranges_is_reported_with_its_reason():
