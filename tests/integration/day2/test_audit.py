@@ -109,8 +109,9 @@ def test_a_userland_proxy_on_caddys_port_fails_the_api_clients_check(stack):
     binary, started as the engine would for Caddy's HTTPS port (on another loopback address, beside the engine's
     port reservation on 127.0.0.1), is what the audit finds on an engine with the proxy on."""
     caddy_ip = next(iter(stack.container("caddy").attrs["NetworkSettings"]["Networks"].values()))["IPAddress"]
-    relay = subprocess.Popen(["docker-proxy", "-proto", "tcp", "-host-ip", "127.0.0.2", "-host-port",
-                              str(stack.https_port), "-container-ip", caddy_ip, "-container-port", "443"])
+    # docker-proxy reports its start to the engine on descriptor 3 and stops when that is missing.
+    relay = subprocess.Popen(["sh", "-c", f"exec docker-proxy -proto tcp -host-ip 127.0.0.2 -host-port "
+                              f"{stack.https_port} -container-ip {caddy_ip} -container-port 443 3>/dev/null"])
     try:
         time.sleep(1)
         assert relay.poll() is None, "docker-proxy did not start"

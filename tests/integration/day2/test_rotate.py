@@ -178,14 +178,18 @@ def test_rotating_the_oidc_keys_keeps_sessions_and_open_webuis_login_works(full_
         k: v for k, v in before.items() if k not in ("authelia", "open-webui")}
     # Authelia runs the new key ring: the new key first (it signs), the previous one still published.
     ring = json.loads(full_stack.read_secret("authelia_oidc_keyring"))
-    assert [key["kid"] for key in ring["keys"]][1:] == kids_before
+    assert sorted(key["kid"] for key in ring["keys"][1:]) == sorted(kids_before)
     handed = sorted(p.name for p in (full_stack.base_dir / "authelia" / "secrets").glob("authelia_oidc_issuer_key*"))
     assert handed == ["authelia_oidc_issuer_key"] + [
         f"authelia_oidc_issuer_key_previous_{n}" for n in range(1, len(kids_before) + 1)]
     assert authelia_healthy(full_stack)
     with via_caddy_container(full_stack):
+        # The JWKS lists every key of the ring (in an order of Authelia's); the configuration names the new key
+        # first, which makes it the one Authelia signs with.
         kids_after = published_kids(browser)
-        assert kids_after == [ring["keys"][0]["kid"]] + kids_before
+        assert sorted(kids_after) == sorted([ring["keys"][0]["kid"]] + kids_before)
+        configuration = (full_stack.base_dir / "authelia" / "config" / "configuration.yml").read_text()
+        assert re.findall(r'key_id: "([^"]+)"', configuration) == [key["kid"] for key in ring["keys"]]
         # The SSO session (Redis) and Open WebUI's own token (its never-rotated key) both outlive the rotation.
         assert browser.session.get(browser.url("auth", "/api/user/info"), timeout=30).status_code == 200
         headers = {"Accept": "application/json", "Authorization": f"Bearer {token_before}"}
