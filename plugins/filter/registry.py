@@ -118,7 +118,7 @@ def _vhost_errors(vwhere, vhost, service):
         bad = [entry for entry in entries if not _valid_cidr(entry)]
         if bad:
             errors.append(f"{vwhere}: invalid CIDR(s) in allowlist: {', '.join(bad)}")
-        wide = allowlist_beyond_private([entry for entry in entries if _valid_cidr(entry)])
+        wide = allowlist_beyond_private(entries)
         if wide and not vhost.get("allowlist_reason", "").strip():
             errors.append(f"{vwhere}: the allowlist admits addresses outside the private and local ranges "
                           f"({', '.join(wide)}; 172.16.0.0/12 holds Docker's own bridges): narrow it, or say why "
